@@ -1,0 +1,35 @@
+"""agentkit's library: Encord task-agent runners, dependency injection and the queue pipeline.
+
+The public names mirror ``encord_agents.tasks`` so that agent code ports by changing imports.
+Imports are lazy so that ``import agent_core`` stays cheap in a Lambda cold start.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__all__ = [
+    "Depends",
+    "QueueRunner",
+    "Runner",
+]
+
+if TYPE_CHECKING:
+    from agent_core.dependencies.depends import Depends
+    from agent_core.queue_runner import QueueRunner
+    from agent_core.runner import Runner
+
+_LAZY = {
+    "Depends": "agent_core.dependencies.depends",
+    "QueueRunner": "agent_core.queue_runner",
+    "Runner": "agent_core.runner",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agent_core' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,99 @@
+"""The SQS message envelope: one message is one visit of one task to one agent stage.
+
+Versioned so that a producer and a consumer of different releases can tell each other apart:
+a consumer rejects a version it does not know as a poison message instead of guessing.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agent_core.exceptions import PoisonMessageError
+
+ENVELOPE_VERSION = 1
+# SQS's limit on a message body plus its attributes, in UTF-8 bytes.
+SQS_MAX_MESSAGE_BYTES = 1_048_576
+SQS_MAX_BATCH_BYTES = 1_048_576
+SQS_MAX_BATCH_ENTRIES = 10
+
+
+class TaskEnvelope(BaseModel):
+    """What the producer enqueues for one task and the consumer needs to run it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: Literal[1] = 1
+    project_hash: str = Field(min_length=1)
+    stage_uuid: UUID
+    stage_name: str | None = None
+    # The task spec exactly as ``AgentTask.model_dump_json()`` gives it.
+    task: dict[str, Any]
+    # The label-row metadata listed in bulk by the producer (``LabelRowMetadata.to_dict()``),
+    # so that the consumer does not list it again. None: the consumer lists it itself.
+    label_row_metadata: dict[str, Any] | None = None
+    enqueued_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    # Who enqueued it: a producer run id, or "replay:<id>" for a DLQ replay.
+    origin: str = "producer"
+
+    @property
+    def task_uuid(self) -> str:
+        return str(self.task.get("uuid"))
+
+    @property
+    def data_hash(self) -> str:
+        return str(self.task.get("data_hash"))
+
+    def to_body(self) -> str:
+        return self.model_dump_json()
+
+
+def parse_envelope(body: str) -> TaskEnvelope:
+    """Parse a message body, or raise PoisonMessageError saying exactly what is wrong with it."""
+    try:
+        raw = json.loads(body)
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise PoisonMessageError(
+            f"message body is not JSON ({exc.msg if hasattr(exc, 'msg') else exc})"
+        ) from None
+    if not isinstance(raw, dict):
+        raise PoisonMessageError(f"message body is JSON {type(raw).__name__}, expected an object")
+    version = raw.get("version")
+    if version != ENVELOPE_VERSION:
+        raise PoisonMessageError(
+            f"unknown envelope version {version!r}; this consumer reads version {ENVELOPE_VERSION}. "
+            "Deploy producer and consumer from the same release."
+        )
+    try:
+        envelope = TaskEnvelope.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise PoisonMessageError(
+            f"message does not match the task envelope schema: {problems}"
+        ) from None
+    for field in ("uuid", "data_hash"):
+        if not envelope.task.get(field):
+            raise PoisonMessageError(f"task spec in the message has no {field!r}")
+    return envelope
+
+
+# Message attributes the consumer puts on a message it parks in the DLQ itself (poison messages,
+# and failures on their last allowed receive), so that `agentkit dlq inspect` can show why.
+class DlqAttributes:
+    ERROR = "agentkit.error"  # the error text (truncated to fit SQS limits)
+    ERROR_TYPE = "agentkit.error_type"  # exception class name, or "PoisonMessage"
+    REASON = "agentkit.reason"  # "poison" | "failed"
+    RECEIVE_COUNT = "agentkit.receive_count"
+    SOURCE_MESSAGE_ID = "agentkit.source_message_id"
+    FAILED_AT = "agentkit.failed_at"  # ISO-8601 UTC
+    STAGE_UUID = "agentkit.stage_uuid"
+    TASK_UUID = "agentkit.task_uuid"
+    # Set by `agentkit dlq replay` on the copy it sends back to the work queue.
+    REPLAYED_FROM = "agentkit.replayed_from"
