@@ -10,17 +10,26 @@ from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "Depends",
+    "Frame",
+    "FrameData",
     "QueueRunner",
     "Runner",
+    "TaskAgentReturnStruct",
+    "TaskCompletionResult",
 ]
 
 if TYPE_CHECKING:
     from agent_core.dependencies.depends import Depends
+    from agent_core.models import Frame, FrameData, TaskAgentReturnStruct, TaskCompletionResult
     from agent_core.queue_runner import QueueRunner
     from agent_core.runner import Runner
 
 _LAZY = {
     "Depends": "agent_core.dependencies.depends",
+    "Frame": "agent_core.models",
+    "FrameData": "agent_core.models",
+    "TaskAgentReturnStruct": "agent_core.models",
+    "TaskCompletionResult": "agent_core.models",
     "QueueRunner": "agent_core.queue_runner",
     "Runner": "agent_core.runner",
 }

@@ -26,6 +26,10 @@ def _register() -> None:
 
     app.add_typer(emulator_app, name="emulator")
 
+    from agent_core.commands import register_commands
+
+    register_commands(app)
+
 
 _register()
 

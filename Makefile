@@ -1,0 +1,61 @@
+# Lambda packages for template.yaml (Metadata: BuildMethod: makefile).
+#
+# `sam build` runs `make build-<LogicalId>` with ARTIFACTS_DIR set to the function's build folder.
+# The same targets build by hand:  make build-ConsumerFunction ARTIFACTS_DIR=/tmp/consumer
+#
+# Which packages the consumer ships is chosen here. The default carries numpy and OpenCV for the
+# vision dependencies (~220 MiB). For agents that use neither, build the lean set (~30 MiB, faster
+# cold starts):
+#   CONSUMER_REQUIREMENTS=requirements/consumer.txt sam build
+# or change the default below. `scripts/package-size` reports the size of every variant.
+#
+# Wheels are fetched for the Lambda platform (CPython 3.12, x86_64, glibc 2.34 on Amazon Linux 2023)
+# whatever the build machine is, so no container is needed and nothing is compiled.
+
+ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
+
+PYTHON ?= $(if $(wildcard $(ROOT)/.venv/bin/python),$(ROOT)/.venv/bin/python,python3)
+PRODUCER_REQUIREMENTS ?= requirements/producer.txt
+CONSUMER_REQUIREMENTS ?= requirements/vision.txt
+# Extra pip arguments, e.g. an offline wheelhouse: PIP_INSTALL_ARGS="--no-index --find-links DIR"
+PIP_INSTALL_ARGS ?=
+
+# manylinux2014 is what most wheels carry; numpy >= 2.3 only publishes manylinux_2_28 wheels, and
+# the python3.12 runtime's glibc 2.34 runs everything up to manylinux_2_34.
+LAMBDA_PLATFORMS := manylinux2014_x86_64 manylinux_2_28_x86_64 manylinux_2_34_x86_64
+# --no-deps: the requirement files are complete lock files (see requirements/base.txt).
+PIP_LAMBDA_ARGS := --disable-pip-version-check --no-input --upgrade --no-deps \
+	$(addprefix --platform ,$(LAMBDA_PLATFORMS)) --only-binary=:all: --implementation cp \
+	--python-version 3.12 --no-compile
+
+# The code the handlers import; infra/ and tests/ never ship.
+SOURCE_PACKAGES := agent_core handlers agents
+
+# $(call lambda_package,<requirements file>)
+define lambda_package
+	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set: run 'sam build', or 'make $@ ARTIFACTS_DIR=<empty folder>'" >&2; exit 2; }
+	@test -f "$(call requirements_path,$(1))" || { echo "requirements file $(1) not found (looked for $(call requirements_path,$(1)))" >&2; exit 2; }
+	mkdir -p "$(ARTIFACTS_DIR)"
+	"$(PYTHON)" -m pip install $(PIP_LAMBDA_ARGS) --target "$(ARTIFACTS_DIR)" $(PIP_INSTALL_ARGS) -r "$(call requirements_path,$(1))"
+	$(foreach pkg,$(SOURCE_PACKAGES),rm -rf "$(ARTIFACTS_DIR)/$(pkg)" && cp -R "$(ROOT)/$(pkg)" "$(ARTIFACTS_DIR)/$(pkg)" &&) true
+	$(prune)
+endef
+
+# Files Lambda never uses: bytecode caches (the code is compiled on first import anyway), type
+# stubs, pip's console scripts, and numpy's own test suites (not imported by numpy itself).
+define prune
+	find "$(ARTIFACTS_DIR)" -depth -type d -name __pycache__ -exec rm -rf {} +
+	find "$(ARTIFACTS_DIR)" -type f \( -name '*.pyc' -o -name '*.pyi' \) -delete
+	rm -rf "$(ARTIFACTS_DIR)/bin"
+	if [ -d "$(ARTIFACTS_DIR)/numpy" ]; then find "$(ARTIFACTS_DIR)/numpy" -depth -type d -name tests -exec rm -rf {} +; fi
+endef
+
+requirements_path = $(if $(filter /%,$(1)),$(1),$(ROOT)/$(1))
+
+.PHONY: build-ProducerFunction build-ConsumerFunction
+
+build-ProducerFunction:
+	$(call lambda_package,$(PRODUCER_REQUIREMENTS))
+
+build-ConsumerFunction:
+	$(call lambda_package,$(CONSUMER_REQUIREMENTS))

@@ -1,0 +1,75 @@
+"""``agentkit produce``: one producer tick, as the EventBridge schedule would trigger it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from agent_core.commands._common import apply_env, console, print_json, summary_rows
+
+
+def run_producer_tick(timeout_seconds: float = 300.0) -> Any:
+    """Call the real producer handler with a scheduled event and a Lambda-like context."""
+    from handlers.producer import lambda_handler
+    from infra.localstack.events import scheduled_event
+    from infra.localstack.poller import LocalLambdaContext
+
+    context = LocalLambdaContext(function_name="ProducerFunction", timeout_seconds=timeout_seconds)
+    return lambda_handler(scheduled_event(), context)
+
+
+def print_summary(summary: Any, title: str = "Producer tick") -> None:
+    from rich.table import Table
+
+    rows = summary_rows(summary)
+    if not rows:
+        print_json(summary)
+        return
+    columns: list[str] = []
+    for _, counters in rows:
+        for key, value in counters.items():
+            if isinstance(value, int | float | bool) and key not in columns:
+                columns.append(key)
+    table = Table(title=title)
+    table.add_column("stage")
+    for column in columns:
+        table.add_column(column.replace("_", " "), justify="right")
+    for stage, counters in rows:
+        table.add_row(stage, *(str(counters.get(c, "")) for c in columns))
+    console().print(table)
+
+
+def produce(
+    agent_module: str | None = typer.Option(
+        None, "--agent-module", envvar="AGENT_MODULE", help="Runner to load: 'package.module:attr'."
+    ),
+    project_hash: str | None = typer.Option(None, "--project-hash", envvar="PROJECT_HASH"),
+    queue_url: str | None = typer.Option(None, "--queue-url", envvar="WORK_QUEUE_URL"),
+    lease_table: str | None = typer.Option(None, "--lease-table", envvar="LEASE_TABLE_NAME"),
+    max_tasks: int | None = typer.Option(None, "--max-tasks", envvar="MAX_TASKS_PER_RUN"),
+    endpoint_url: str | None = typer.Option(
+        None, "--endpoint-url", envvar="AWS_ENDPOINT_URL", help="AWS endpoint (moto locally)."
+    ),
+    region: str | None = typer.Option(None, "--region", envvar="AWS_REGION"),
+    timeout: float = typer.Option(300.0, "--timeout", help="The tick's time budget in seconds."),
+    json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Run one producer tick: list the runner's stages and enqueue their tasks (with leases)."""
+    apply_env(
+        {
+            "AGENT_MODULE": agent_module,
+            "PROJECT_HASH": project_hash,
+            "WORK_QUEUE_URL": queue_url,
+            "LEASE_TABLE_NAME": lease_table,
+            "MAX_TASKS_PER_RUN": max_tasks,
+            "AWS_ENDPOINT_URL": endpoint_url,
+            "AWS_REGION": region,
+            "AWS_DEFAULT_REGION": region,
+        }
+    )
+    summary = run_producer_tick(timeout)
+    if json_output:
+        print_json(summary)
+    else:
+        print_summary(summary)

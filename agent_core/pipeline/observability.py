@@ -1,0 +1,73 @@
+"""Powertools logging, tracing and metrics as the two handlers use them.
+
+Metrics go out through ``EphemeralMetrics`` (one EMF document per stage, flushed at once) rather
+than the ``Metrics`` singleton: its metric set is shared by every instance in the process, and the
+local poller runs several consumer invocations in threads of one process.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools import Tracer
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_NAMESPACE = "agentkit"
+_log = logging.getLogger(__name__)
+
+
+def make_tracer(service: str) -> Tracer | None:
+    """A Powertools Tracer, or None when the X-Ray SDK is not installed in the package.
+
+    Tracing is optional: a function packaged without aws-xray-sdk must still run, untraced.
+    With POWERTOOLS_TRACE_DISABLED=true (local runs, tests) the Tracer does nothing.
+    """
+    try:
+        from aws_lambda_powertools import Tracer
+
+        return Tracer(service=os.environ.get("POWERTOOLS_SERVICE_NAME") or service)
+    except ImportError:
+        _log.warning("aws-xray-sdk is not installed; the function runs without X-Ray tracing")
+        return None
+
+
+def capture_handler(tracer: Tracer | None) -> Callable[[F], F]:
+    """``tracer.capture_lambda_handler`` when tracing is available, else the handler as is."""
+
+    def decorate(handler: F) -> F:
+        if tracer is None:
+            return handler
+        # Responses and errors can carry task data; traces record only timing and annotations.
+        traced = tracer.capture_lambda_handler(handler, capture_response=False, capture_error=False)
+        return cast(F, functools.wraps(handler)(traced))
+
+    return decorate
+
+
+def emit_metrics(
+    per_stage: Mapping[str, Mapping[str, float]],
+    *,
+    service: str,
+    durations_ms: Mapping[str, float] | None = None,
+) -> None:
+    """One EMF document per stage: counts (unit Count) with the stage as a dimension."""
+    from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+    namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE
+    service_name = os.environ.get("POWERTOOLS_SERVICE_NAME") or service
+    for stage, counts in per_stage.items():
+        metrics = EphemeralMetrics(namespace=namespace, service=service_name)
+        metrics.add_dimension(name="stage", value=stage or "unknown")
+        for name, value in counts.items():
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+        if durations_ms and stage in durations_ms:
+            metrics.add_metric(
+                name="duration", unit=MetricUnit.Milliseconds, value=durations_ms[stage]
+            )
+        metrics.flush_metrics()

@@ -1,0 +1,1011 @@
+"""The emulator's state model: projects, workflows, tasks, label rows, datasets and storage items.
+
+Plain Python objects with the behaviour of the platform (proceeding a task moves it along its
+pathway, a bundle of actions is atomic, label rows are created and saved ...). The HTTP layer in
+``api.py`` only parses requests, calls these methods and renders the results. Every method takes
+the one re-entrant lock, so the model is safe to use from the server's threads and from tests at the
+same time; query methods return copies, never live objects.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import dataclasses
+import json
+import random
+import re
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from infra.emulator.errors import ApiError, bad_request, forbidden, not_found
+from infra.emulator.media import MediaSpec
+
+StageType = Literal["AGENT", "ANNOTATION", "REVIEW", "DONE"]
+STAGE_TYPES: tuple[str, ...] = ("AGENT", "ANNOTATION", "REVIEW", "DONE")
+DEFAULT_PRIORITY = 0.5
+DEFAULT_BRANCH = "main"
+OWNER_EMAIL = "emulator@agentkit.local"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# ---------------------------------------------------------------------------------------------
+# Model objects
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Pathway:
+    uuid: str
+    name: str
+    destination_uuid: str
+
+
+@dataclass
+class Stage:
+    """A workflow stage. Routing: agent stages by pathway; annotation by ``next_uuid`` (submit);
+    review by ``approve_uuid`` / ``reject_uuid``; DONE stages are terminal."""
+
+    uuid: str
+    title: str
+    stage_type: StageType
+    pathways: list[Pathway] = field(default_factory=list)
+    next_uuid: str | None = None
+    approve_uuid: str | None = None
+    reject_uuid: str | None = None
+
+    def find_pathway(self, *, name: str | None = None, uuid_: str | None = None) -> Pathway | None:
+        for pathway in self.pathways:
+            if uuid_ is not None and pathway.uuid == uuid_.lower():
+                return pathway
+            if name is not None and uuid_ is None and pathway.name == name:
+                return pathway
+        return None
+
+
+@dataclass
+class Workflow:
+    uuid: str
+    start_uuid: str
+    first_stage_uuid: str
+    stages: list[Stage]
+
+    def stage(self, key: str) -> Stage | None:
+        """Stage by UUID or by title."""
+        for stage in self.stages:
+            if stage.uuid == key.lower() or stage.title == key:
+                return stage
+        return None
+
+
+@dataclass
+class Ontology:
+    ontology_hash: str
+    title: str
+    description: str
+    structure: dict[str, Any]
+    created_at: datetime
+    last_edited_at: datetime
+
+
+@dataclass
+class StorageFolder:
+    uuid: str
+    name: str
+
+
+@dataclass
+class StorageItem:
+    uuid: str
+    folder_uuid: str
+    name: str
+    media: MediaSpec
+    client_metadata: dict[str, Any]
+    created_at: datetime
+    last_edited_at: datetime
+    description: str = ""
+
+    @property
+    def item_type(self) -> str:
+        return self.media.kind
+
+
+@dataclass
+class Dataset:
+    dataset_hash: str
+    title: str
+    description: str
+    folder_uuid: str
+    data_hashes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DataUnit:
+    """A data row of a dataset, backed by one storage item (its ``backing_item_uuid``)."""
+
+    data_hash: str
+    title: str
+    dataset_hash: str
+    item_uuid: str
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    """One entry of a task's history. ``action`` is one of CREATED, PATHWAY_ACTION, MOVE, SUBMIT,
+    APPROVE, REJECT, ASSIGN, RELEASE, COMPLETE, REOPEN."""
+
+    action: str
+    at: datetime
+    from_stage_uuid: str | None = None
+    from_stage_title: str | None = None
+    to_stage_uuid: str | None = None
+    to_stage_title: str | None = None
+    pathway_uuid: str | None = None
+    pathway_name: str | None = None
+    actor: str | None = None
+
+
+@dataclass
+class Task:
+    """A workflow task: one per data unit and project. Its UUID stays the same as it moves."""
+
+    uuid: str
+    project_hash: str
+    data_hash: str
+    stage_uuid: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    seq: int
+    priority: float = DEFAULT_PRIORITY
+    assignee: str | None = None
+    last_actioned_by: str | None = None
+    branch_name: str = DEFAULT_BRANCH
+    history: list[TaskEvent] = field(default_factory=list)
+
+
+@dataclass
+class LabelRow:
+    label_hash: str
+    data_hash: str
+    branch_name: str
+    created_at: datetime
+    last_edited_at: datetime
+    label_status: str = "LABEL_IN_PROGRESS"
+    object_answers: dict[str, Any] = field(default_factory=dict)
+    classification_answers: dict[str, Any] = field(default_factory=dict)
+    object_actions: dict[str, Any] = field(default_factory=dict)
+    # The ``labels`` of the (single) data unit: {objects, classifications} for an image,
+    # {frame: {objects, classifications}} for a video.
+    unit_labels: dict[str, Any] = field(default_factory=dict)
+    save_count: int = 0
+
+
+@dataclass
+class Project:
+    project_hash: str
+    title: str
+    description: str
+    ontology_hash: str
+    workflow: Workflow
+    dataset_hashes: list[str]
+    data_hashes: list[str]
+    created_at: datetime
+    last_edited_at: datetime
+    tasks_by_data: dict[str, Task] = field(default_factory=dict)
+    label_rows: dict[str, LabelRow] = field(default_factory=dict)
+    twin_of: str | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Filters passed in by the API layer
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class TaskFilter:
+    data_hashes: set[str] | None = None
+    dataset_hashes: set[str] | None = None
+    user_emails: set[str] | None = None
+    statuses: set[str] | None = None
+    data_title_contains: str | None = None
+
+
+@dataclass
+class LabelRowFilter:
+    data_hashes: set[str] | None = None
+    label_hashes: set[str] | None = None
+    data_title_eq: str | None = None
+    data_title_like: str | None = None
+    stage_title_eq: str | None = None
+    stage_title_like: str | None = None
+    annotation_task_statuses: set[str] | None = None
+    edited_before: datetime | None = None
+    edited_after: datetime | None = None
+    branch_name: str | None = None
+
+
+def like_to_regex(pattern: str) -> re.Pattern[str]:
+    """SQL LIKE (``%`` any run, ``_`` one character), case-insensitive as on the platform."""
+    parts = []
+    for char in pattern:
+        if char == "%":
+            parts.append(".*")
+        elif char == "_":
+            parts.append(".")
+        else:
+            parts.append(re.escape(char))
+    return re.compile("^" + "".join(parts) + "$", re.IGNORECASE | re.DOTALL)
+
+
+def annotation_task_status(stage: Stage) -> str:
+    if stage.stage_type == "DONE":
+        return "COMPLETED"
+    if stage.stage_type == "REVIEW":
+        return "IN_REVIEW"
+    return "QUEUED"
+
+
+def _initial_status(stage: Stage) -> str:
+    return "COMPLETED" if stage.stage_type == "DONE" else "NEW"
+
+
+# ---------------------------------------------------------------------------------------------
+# The state
+# ---------------------------------------------------------------------------------------------
+class EmulatorState:
+    """All platform state of one emulator. See README.md for the query methods tests use."""
+
+    def __init__(self, seed: int = 0, *, task_page_size: int = 100) -> None:
+        self.lock = threading.RLock()
+        self._rng = random.Random(seed)
+        self.task_page_size = task_page_size
+        self.projects: dict[str, Project] = {}
+        self.ontologies: dict[str, Ontology] = {}
+        self.datasets: dict[str, Dataset] = {}
+        self.data_units: dict[str, DataUnit] = {}
+        self.folders: dict[str, StorageFolder] = {}
+        self.items: dict[str, StorageItem] = {}
+        self.tasks: dict[str, Task] = {}
+        self.label_index: dict[str, tuple[str, str]] = {}  # label_hash -> (project, data_hash)
+        self.item_projects: dict[str, set[str]] = {}  # storage item -> projects that use it
+        self._seq = 0
+
+    # -- ids -----------------------------------------------------------------------------
+    def new_uuid(self) -> str:
+        with self.lock:
+            return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+
+    def new_seed(self) -> int:
+        with self.lock:
+            return self._rng.getrandbits(31)
+
+    # -- building (used by fixtures.py) ------------------------------------------------------
+    def add_ontology(
+        self, title: str, structure: dict[str, Any], description: str = ""
+    ) -> Ontology:
+        now = utcnow()
+        ontology = Ontology(self.new_uuid(), title, description, structure, now, now)
+        with self.lock:
+            self.ontologies[ontology.ontology_hash] = ontology
+        return ontology
+
+    def add_dataset(self, title: str, description: str = "") -> Dataset:
+        with self.lock:
+            folder = StorageFolder(self.new_uuid(), f"{title} folder")
+            self.folders[folder.uuid] = folder
+            dataset = Dataset(self.new_uuid(), title, description, folder.uuid)
+            self.datasets[dataset.dataset_hash] = dataset
+            return dataset
+
+    def add_data(
+        self,
+        dataset_hash: str,
+        title: str,
+        media: MediaSpec,
+        client_metadata: dict[str, Any] | None = None,
+    ) -> DataUnit:
+        with self.lock:
+            dataset = self.datasets[dataset_hash]
+            now = utcnow()
+            item = StorageItem(
+                uuid=self.new_uuid(),
+                folder_uuid=dataset.folder_uuid,
+                name=title,
+                media=media,
+                client_metadata=dict(client_metadata or {}),
+                created_at=now,
+                last_edited_at=now,
+            )
+            self.items[item.uuid] = item
+            unit = DataUnit(self.new_uuid(), title, dataset_hash, item.uuid)
+            self.data_units[unit.data_hash] = unit
+            dataset.data_hashes.append(unit.data_hash)
+            return unit
+
+    def add_project(
+        self,
+        *,
+        title: str,
+        ontology_hash: str,
+        workflow: Workflow,
+        dataset_hashes: Sequence[str],
+        description: str = "",
+        twin_of: str | None = None,
+    ) -> Project:
+        with self.lock:
+            data_hashes = [h for d in dataset_hashes for h in self.datasets[d].data_hashes]
+            now = utcnow()
+            project = Project(
+                project_hash=self.new_uuid(),
+                title=title,
+                description=description,
+                ontology_hash=ontology_hash,
+                workflow=workflow,
+                dataset_hashes=list(dataset_hashes),
+                data_hashes=data_hashes,
+                created_at=now,
+                last_edited_at=now,
+                twin_of=twin_of,
+            )
+            self.projects[project.project_hash] = project
+            for data_hash in data_hashes:
+                item_uuid = self.data_units[data_hash].item_uuid
+                self.item_projects.setdefault(item_uuid, set()).add(project.project_hash)
+            return project
+
+    def add_task(
+        self,
+        project_hash: str,
+        data_hash: str,
+        stage_key: str,
+        *,
+        priority: float = DEFAULT_PRIORITY,
+        status: str | None = None,
+        assignee: str | None = None,
+    ) -> Task:
+        with self.lock:
+            project = self.projects[project_hash]
+            stage = self._stage(project, stage_key)
+            if data_hash in project.tasks_by_data:
+                raise ValueError(f"data {data_hash} already has a task in project {project_hash}")
+            now = utcnow()
+            self._seq += 1
+            task = Task(
+                uuid=self.new_uuid(),
+                project_hash=project_hash,
+                data_hash=data_hash,
+                stage_uuid=stage.uuid,
+                status=status or _initial_status(stage),
+                created_at=now,
+                updated_at=now,
+                seq=self._seq,
+                priority=priority,
+                assignee=assignee,
+            )
+            task.history.append(
+                TaskEvent("CREATED", now, to_stage_uuid=stage.uuid, to_stage_title=stage.title)
+            )
+            project.tasks_by_data[data_hash] = task
+            self.tasks[task.uuid] = task
+            return task
+
+    def add_label_row(
+        self,
+        project_hash: str,
+        data_hash: str,
+        *,
+        object_answers: dict[str, Any] | None = None,
+        classification_answers: dict[str, Any] | None = None,
+        unit_labels: dict[str, Any] | None = None,
+        label_status: str = "LABELLED",
+    ) -> LabelRow:
+        with self.lock:
+            project = self.projects[project_hash]
+            now = utcnow()
+            row = LabelRow(
+                label_hash=self.new_uuid(),
+                data_hash=data_hash,
+                branch_name=DEFAULT_BRANCH,
+                created_at=now,
+                last_edited_at=now,
+                label_status=label_status,
+                object_answers=dict(object_answers or {}),
+                classification_answers=dict(classification_answers or {}),
+                unit_labels=dict(unit_labels or {}),
+            )
+            project.label_rows[data_hash] = row
+            self.label_index[row.label_hash] = (project_hash, data_hash)
+            return row
+
+    # -- lookups that raise the API's errors ----------------------------------------------------
+    def project(self, project_hash: str) -> Project:
+        """The live project object (hold ``lock`` while using it), or 403 like the platform."""
+        with self.lock:
+            project = self.projects.get(str(project_hash).lower())
+            if project is None:
+                raise forbidden(
+                    f"Project {project_hash} does not exist or you have no access to it."
+                )
+            return project
+
+    def _stage(self, project: Project, key: str) -> Stage:
+        stage = project.workflow.stage(str(key))
+        if stage is None:
+            raise not_found(f"Stage {key} is not a stage of project {project.project_hash}.")
+        return stage
+
+    def storage_item(self, item_uuid: str) -> StorageItem:
+        with self.lock:
+            item = self.items.get(str(item_uuid).lower())
+            if item is None:
+                raise forbidden(
+                    f"Storage item {item_uuid} does not exist or you have no access to it."
+                )
+            return item
+
+    # ========================================================================================
+    # Queries for tests and other helpers (documented in README.md). All return copies.
+    # ========================================================================================
+    def stage_uuid(self, project_hash: str, stage: str) -> str:
+        """UUID of a stage given its title or UUID."""
+        with self.lock:
+            return self._stage(self.project(project_hash), stage).uuid
+
+    def tasks_in_stage(self, project_hash: str, stage: str) -> list[Task]:
+        """Tasks currently in a stage (by title or UUID), in listing order."""
+        with self.lock:
+            project = self.project(project_hash)
+            stage_uuid = self._stage(project, stage).uuid
+            tasks = [t for t in project.tasks_by_data.values() if t.stage_uuid == stage_uuid]
+            return [self._copy_task(t) for t in sorted(tasks, key=_task_order)]
+
+    def stage_counts(self, project_hash: str) -> dict[str, int]:
+        """Number of tasks per stage title (every stage listed, zeros included)."""
+        with self.lock:
+            project = self.project(project_hash)
+            counts = {s.title: 0 for s in project.workflow.stages}
+            by_uuid = {s.uuid: s.title for s in project.workflow.stages}
+            for task in project.tasks_by_data.values():
+                counts[by_uuid[task.stage_uuid]] += 1
+            return counts
+
+    def task(self, task_uuid: str) -> Task:
+        """A copy of the task (with its history)."""
+        with self.lock:
+            return self._copy_task(self._task(task_uuid))
+
+    def task_for_data(self, project_hash: str, data_hash: str) -> Task:
+        with self.lock:
+            task = self.project(project_hash).tasks_by_data.get(data_hash)
+            if task is None:
+                raise KeyError(f"no task for data {data_hash} in project {project_hash}")
+            return self._copy_task(task)
+
+    def task_stage(self, task_uuid: str) -> Stage:
+        """The stage a task is in now."""
+        with self.lock:
+            task = self._task(task_uuid)
+            stage = self.projects[task.project_hash].workflow.stage(task.stage_uuid)
+            assert stage is not None
+            return copy.deepcopy(stage)
+
+    def task_history(self, task_uuid: str) -> list[TaskEvent]:
+        """Every event of a task in order: CREATED, then each proceed/move/submit/..."""
+        with self.lock:
+            return list(self._task(task_uuid).history)
+
+    def pathway_actions(self, task_uuid: str) -> list[TaskEvent]:
+        """Only the PATHWAY_ACTION events (agent proceeds) of a task."""
+        return [e for e in self.task_history(task_uuid) if e.action == "PATHWAY_ACTION"]
+
+    def label_row(self, project_hash: str, data_hash: str) -> LabelRow | None:
+        """A copy of the stored label row of a data unit, or None if none was created."""
+        with self.lock:
+            row = self.project(project_hash).label_rows.get(data_hash)
+            return copy.deepcopy(row) if row is not None else None
+
+    def stored_objects(self, project_hash: str, data_hash: str) -> list[dict[str, Any]]:
+        """All object instances stored on a label row (every frame), as saved by the SDK."""
+        row = self.label_row(project_hash, data_hash)
+        if row is None:
+            return []
+        labels = row.unit_labels
+        if "objects" in labels:
+            return list(labels.get("objects") or [])
+        return [obj for frame in labels.values() for obj in (frame.get("objects") or [])]
+
+    def priority(self, project_hash: str, data_hash: str) -> float:
+        with self.lock:
+            return self.task_for_data(project_hash, data_hash).priority
+
+    def client_metadata(self, item_or_data_hash: str) -> dict[str, Any]:
+        """Client metadata of a storage item, given its UUID or the data hash it backs."""
+        with self.lock:
+            key = str(item_or_data_hash).lower()
+            unit = self.data_units.get(key)
+            item = self.storage_item(unit.item_uuid if unit else key)
+            return copy.deepcopy(item.client_metadata)
+
+    def item_for_data(self, data_hash: str) -> StorageItem:
+        with self.lock:
+            return copy.deepcopy(self.items[self.data_units[data_hash].item_uuid])
+
+    # ========================================================================================
+    # Operations behind the API
+    # ========================================================================================
+    def list_tasks(
+        self, project_hash: str, stage_uuid: str, flt: TaskFilter, page_token: str | None
+    ) -> tuple[list[Task], str | None]:
+        """One page of the tasks in a stage, ordered by priority (highest first), then age."""
+        after = _decode_token(page_token) if page_token else None
+        with self.lock:
+            project = self.project(project_hash)
+            stage = self._stage(project, stage_uuid)
+            matches = []
+            for task in project.tasks_by_data.values():
+                if task.stage_uuid != stage.uuid or not self._task_matches(task, flt):
+                    continue
+                if after is not None and _task_order(task) <= after:
+                    continue
+                matches.append(task)
+            matches.sort(key=_task_order)
+            page = matches[: self.task_page_size]
+            token = None
+            if len(matches) > self.task_page_size:
+                token = _encode_token(_task_order(page[-1]))
+            return [self._copy_task(t) for t in page], token
+
+    def _task_matches(self, task: Task, flt: TaskFilter) -> bool:
+        unit = self.data_units[task.data_hash]
+        if flt.data_hashes is not None and task.data_hash not in flt.data_hashes:
+            return False
+        if flt.dataset_hashes is not None and unit.dataset_hash not in flt.dataset_hashes:
+            return False
+        if flt.user_emails is not None and task.assignee not in flt.user_emails:
+            return False
+        if flt.statuses is not None and task.status not in flt.statuses:
+            return False
+        return not (
+            flt.data_title_contains is not None
+            and flt.data_title_contains.lower() not in unit.title.lower()
+        )
+
+    def apply_actions(
+        self, project_hash: str, stage_uuid: str, actions: Sequence[dict[str, Any]], actor: str
+    ) -> None:
+        """Apply a bundle of workflow actions atomically: all are validated before any is applied."""
+        with self.lock:
+            project = self.project(project_hash)
+            stage = self._stage(project, stage_uuid)
+            plan: list[tuple[Task, str, Stage | None, Pathway | None, dict[str, Any]]] = []
+            seen: set[str] = set()
+            for index, action in enumerate(actions):
+                if not isinstance(action, dict):
+                    raise bad_request(f"Action #{index} is not an object.")
+                kind = action.get("action")
+                task = self._task_in_stage(project, stage, action.get("taskUuid"), index, seen)
+                destination: Stage | None = None
+                pathway: Pathway | None = None
+                if kind == "PATHWAY_ACTION":
+                    pathway = self._resolve_pathway(stage, action, task)
+                    destination = self._stage(project, pathway.destination_uuid)
+                elif kind == "SUBMIT":
+                    destination = self._route(project, stage, "ANNOTATION", stage.next_uuid, kind)
+                elif kind == "APPROVE":
+                    destination = self._route(project, stage, "REVIEW", stage.approve_uuid, kind)
+                elif kind == "REJECT":
+                    destination = self._route(project, stage, "REVIEW", stage.reject_uuid, kind)
+                elif kind == "ASSIGN":
+                    if not action.get("assignee"):
+                        raise bad_request(f"ASSIGN of task {task.uuid} needs an assignee.")
+                elif kind == "RELEASE":
+                    pass
+                else:
+                    raise bad_request(
+                        f"Unknown action {kind!r} for task {task.uuid}; stage {stage.title!r} "
+                        f"({stage.stage_type}) accepts {_actions_for(stage)}."
+                    )
+                if kind in ("ASSIGN", "RELEASE") and stage.stage_type == "DONE":
+                    raise bad_request(f"Task {task.uuid} is in final stage {stage.title!r}.")
+                plan.append((task, kind, destination, pathway, action))
+
+            now = utcnow()
+            for task, kind, destination, pathway, action in plan:
+                if destination is not None:
+                    self._move(task, stage, destination, kind, now, actor, pathway)
+                elif kind == "ASSIGN":
+                    task.assignee = str(action["assignee"])
+                    task.status = "ASSIGNED"
+                    task.updated_at = now
+                    task.history.append(TaskEvent(kind, now, stage.uuid, stage.title, actor=actor))
+                else:  # RELEASE
+                    task.assignee = None
+                    task.status = "RELEASED"
+                    task.updated_at = now
+                    task.history.append(TaskEvent(kind, now, stage.uuid, stage.title, actor=actor))
+
+    def _task_in_stage(
+        self, project: Project, stage: Stage, task_uuid: Any, index: int, seen: set[str]
+    ) -> Task:
+        if not isinstance(task_uuid, str):
+            raise bad_request(f"Action #{index} has no taskUuid.")
+        task = self.tasks.get(task_uuid.lower())
+        if task is None or task.project_hash != project.project_hash:
+            raise bad_request(f"Task {task_uuid} does not exist in project {project.project_hash}.")
+        if task.stage_uuid != stage.uuid:
+            where = project.workflow.stage(task.stage_uuid)
+            raise bad_request(
+                f"Task {task_uuid} is not in stage {stage.title!r} ({stage.uuid}); it is in "
+                f"{where.title if where else task.stage_uuid!r}. Fetch the stage's tasks again."
+            )
+        if task.uuid in seen:
+            raise bad_request(f"Task {task_uuid} appears more than once in one request.")
+        seen.add(task.uuid)
+        return task
+
+    def _resolve_pathway(self, stage: Stage, action: dict[str, Any], task: Task) -> Pathway:
+        if stage.stage_type != "AGENT":
+            raise bad_request(
+                f"PATHWAY_ACTION on task {task.uuid}: stage {stage.title!r} is a {stage.stage_type} "
+                "stage, not an agent stage."
+            )
+        pathway_uuid = action.get("pathwayUuid")
+        pathway_name = action.get("pathwayName")
+        if pathway_uuid:
+            pathway = stage.find_pathway(uuid_=str(pathway_uuid))
+            wanted = f"with UUID {pathway_uuid}"
+        elif pathway_name:
+            pathway = stage.find_pathway(name=str(pathway_name))
+            wanted = f"named {pathway_name!r}"
+        else:
+            raise bad_request(
+                f"PATHWAY_ACTION on task {task.uuid} needs pathwayUuid or pathwayName."
+            )
+        if pathway is None:
+            known = ", ".join(f"{p.name!r} ({p.uuid})" for p in stage.pathways)
+            raise bad_request(
+                f"Stage {stage.title!r} has no pathway {wanted} (task {task.uuid}). "
+                f"Its pathways: {known or 'none'}."
+            )
+        return pathway
+
+    def _route(
+        self, project: Project, stage: Stage, needed: str, target: str | None, kind: str
+    ) -> Stage:
+        if stage.stage_type != needed:
+            raise bad_request(
+                f"{kind} is not possible in stage {stage.title!r} ({stage.stage_type}); it accepts "
+                f"{_actions_for(stage)}."
+            )
+        if target is None:
+            raise bad_request(f"Stage {stage.title!r} has no outgoing edge for {kind}.")
+        return self._stage(project, target)
+
+    def _move(
+        self,
+        task: Task,
+        source: Stage,
+        destination: Stage,
+        kind: str,
+        now: datetime,
+        actor: str | None,
+        pathway: Pathway | None = None,
+    ) -> None:
+        task.stage_uuid = destination.uuid
+        task.status = _initial_status(destination)
+        task.assignee = None
+        task.last_actioned_by = actor
+        task.updated_at = now
+        task.history.append(
+            TaskEvent(
+                kind,
+                now,
+                source.uuid,
+                source.title,
+                destination.uuid,
+                destination.title,
+                pathway.uuid if pathway else None,
+                pathway.name if pathway else None,
+                actor,
+            )
+        )
+
+    def move_tasks(
+        self,
+        project_hash: str,
+        origin_uuid: str,
+        destination_uuid: str,
+        task_uuids: Sequence[str],
+        actor: str,
+    ) -> None:
+        """Move tasks from one stage to any other stage, atomically."""
+        with self.lock:
+            project = self.project(project_hash)
+            origin = self._stage(project, origin_uuid)
+            destination = project.workflow.stage(str(destination_uuid))
+            if destination is None:
+                raise bad_request(
+                    f"Destination stage {destination_uuid} is not a stage of project {project_hash}."
+                )
+            seen: set[str] = set()
+            tasks = [
+                self._task_in_stage(project, origin, t, i, seen) for i, t in enumerate(task_uuids)
+            ]
+            now = utcnow()
+            for task in tasks:
+                self._move(task, origin, destination, "MOVE", now, actor)
+
+    def set_priorities(self, project_hash: str, priorities: Sequence[Any]) -> None:
+        with self.lock:
+            project = self.project(project_hash)
+            plan: list[tuple[Task, float]] = []
+            for entry in priorities:
+                if not isinstance(entry, list | tuple) or len(entry) != 2:
+                    raise bad_request("Each priority must be [data_hash, priority].")
+                data_hash, value = str(entry[0]).lower(), entry[1]
+                if not isinstance(value, int | float) or not 0.0 <= float(value) <= 1.0:
+                    raise bad_request(f"Priority {value!r} of {data_hash} must be between 0 and 1.")
+                task = project.tasks_by_data.get(data_hash)
+                if task is None:
+                    raise bad_request(f"Data {data_hash} is not part of project {project_hash}.")
+                plan.append((task, float(value)))
+            for task, value in plan:
+                task.priority = value
+
+    def workflow_jump(
+        self, project_hash: str, label_hashes: Sequence[str], action: str, actor: str
+    ) -> None:
+        """``labelworkflowgraphnode`` complete/reopen: send tasks to the final / first stage."""
+        with self.lock:
+            project = self.project(project_hash)
+            if action == "complete":
+                target = next((s for s in project.workflow.stages if s.stage_type == "DONE"), None)
+            elif action == "reopen":
+                target = project.workflow.stage(project.workflow.first_stage_uuid)
+            else:
+                raise bad_request(f"Unknown workflow action {action!r}; use complete or reopen.")
+            if target is None:
+                raise bad_request(f"Project {project_hash} has no stage to {action} to.")
+            tasks = []
+            for label_hash in label_hashes:
+                owner = self.label_index.get(str(label_hash))
+                if owner is None or owner[0] != project.project_hash:
+                    raise ApiError(
+                        404, f"Label row {label_hash} not found in project {project_hash}."
+                    )
+                tasks.append(project.tasks_by_data[owner[1]])
+            now = utcnow()
+            for task in tasks:
+                source = project.workflow.stage(task.stage_uuid)
+                assert source is not None
+                self._move(task, source, target, action.upper(), now, actor)
+
+    # -- label rows ---------------------------------------------------------------------------
+    def label_row_rows(
+        self, project_hash: str, flt: LabelRowFilter
+    ) -> list[tuple[DataUnit, Task, LabelRow | None]]:
+        with self.lock:
+            project = self.project(project_hash)
+            title_like = like_to_regex(flt.data_title_like) if flt.data_title_like else None
+            stage_like = like_to_regex(flt.stage_title_like) if flt.stage_title_like else None
+            rows = []
+            for data_hash in project.data_hashes:
+                if flt.data_hashes is not None and data_hash not in flt.data_hashes:
+                    continue
+                unit = self.data_units[data_hash]
+                task = project.tasks_by_data.get(data_hash)
+                if task is None:
+                    continue
+                row = project.label_rows.get(data_hash)
+                stage = project.workflow.stage(task.stage_uuid)
+                assert stage is not None
+                if flt.branch_name is not None and flt.branch_name != DEFAULT_BRANCH:
+                    continue
+                if flt.label_hashes is not None and (
+                    row is None or row.label_hash not in flt.label_hashes
+                ):
+                    continue
+                if flt.data_title_eq is not None and unit.title != flt.data_title_eq:
+                    continue
+                if title_like is not None and not title_like.match(unit.title):
+                    continue
+                if flt.stage_title_eq is not None and stage.title != flt.stage_title_eq:
+                    continue
+                if stage_like is not None and not stage_like.match(stage.title):
+                    continue
+                if (
+                    flt.annotation_task_statuses is not None
+                    and annotation_task_status(stage) not in flt.annotation_task_statuses
+                ):
+                    continue
+                if flt.edited_before is not None and (
+                    row is None or row.last_edited_at >= flt.edited_before
+                ):
+                    continue
+                if flt.edited_after is not None and (
+                    row is None or row.last_edited_at <= flt.edited_after
+                ):
+                    continue
+                rows.append((unit, self._copy_task(task), copy.deepcopy(row)))
+            return rows
+
+    def rows_by_label_hash(
+        self, project_hash: str, label_hashes: Sequence[str]
+    ) -> list[tuple[DataUnit, Task, LabelRow]]:
+        with self.lock:
+            project = self.project(project_hash)
+            result = []
+            for label_hash in label_hashes:
+                owner = self.label_index.get(str(label_hash))
+                if owner is None or owner[0] != project.project_hash:
+                    raise ApiError(
+                        404, f"Label row {label_hash} not found in project {project_hash}."
+                    )
+                data_hash = owner[1]
+                result.append(
+                    (
+                        self.data_units[data_hash],
+                        self._copy_task(project.tasks_by_data[data_hash]),
+                        copy.deepcopy(project.label_rows[data_hash]),
+                    )
+                )
+            return result
+
+    def create_label_rows(
+        self, project_hash: str, data_hashes: Sequence[str], branch_name: str | None
+    ) -> list[tuple[DataUnit, Task, LabelRow]]:
+        """Create empty label rows; a row that already exists is returned as it is (idempotent)."""
+        if branch_name not in (None, DEFAULT_BRANCH):
+            raise bad_request(f"The emulator only has the {DEFAULT_BRANCH!r} label branch.")
+        with self.lock:
+            project = self.project(project_hash)
+            for data_hash in data_hashes:
+                if str(data_hash).lower() not in project.tasks_by_data:
+                    raise ApiError(404, f"Data {data_hash} is not part of project {project_hash}.")
+            result = []
+            for data_hash in data_hashes:
+                key = str(data_hash).lower()
+                row = project.label_rows.get(key)
+                if row is None:
+                    row = self.add_label_row(project_hash, key, label_status="LABEL_IN_PROGRESS")
+                result.append(
+                    (
+                        self.data_units[key],
+                        self._copy_task(project.tasks_by_data[key]),
+                        copy.deepcopy(row),
+                    )
+                )
+            return result
+
+    def save_label_rows(
+        self, project_hash: str, label_hashes: Sequence[str], labels: Sequence[Any]
+    ) -> None:
+        """Store what ``LabelRowV2.save`` sends; all rows are checked before any is stored."""
+        if len(label_hashes) != len(labels):
+            raise bad_request("uid and labels must have the same length.")
+        with self.lock:
+            project = self.project(project_hash)
+            plan: list[tuple[LabelRow, dict[str, Any]]] = []
+            for label_hash, body in zip(label_hashes, labels, strict=True):
+                owner = self.label_index.get(str(label_hash))
+                if owner is None or owner[0] != project.project_hash:
+                    raise ApiError(
+                        404, f"Label row {label_hash} not found in project {project_hash}."
+                    )
+                if not isinstance(body, dict):
+                    raise bad_request(f"Labels of {label_hash} must be an object.")
+                if body.get("label_hash") not in (None, label_hash):
+                    raise bad_request(
+                        f"Labels sent for {label_hash} carry label_hash {body.get('label_hash')}."
+                    )
+                for key in ("object_answers", "classification_answers", "data_units"):
+                    if not isinstance(body.get(key), dict):
+                        raise bad_request(f"Labels of {label_hash} need a {key} object.")
+                row = project.label_rows[owner[1]]
+                units = body["data_units"]
+                if row.data_hash not in units:
+                    raise bad_request(f"Labels of {label_hash} have no data unit {row.data_hash}.")
+                plan.append((row, body))
+            now = utcnow()
+            for row, body in plan:
+                row.object_answers = copy.deepcopy(body["object_answers"])
+                row.classification_answers = copy.deepcopy(body["classification_answers"])
+                row.object_actions = copy.deepcopy(body.get("object_actions") or {})
+                row.unit_labels = copy.deepcopy(
+                    body["data_units"][row.data_hash].get("labels") or {}
+                )
+                status = body.get("label_status")
+                if isinstance(status, str) and status and status != "NOT_LABELLED":
+                    row.label_status = status
+                row.last_edited_at = now
+                row.save_count += 1
+
+    # -- storage -------------------------------------------------------------------------------
+    def update_item(
+        self,
+        item_uuid: str,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        client_metadata: dict[str, Any] | None = None,
+    ) -> StorageItem:
+        with self.lock:
+            item = self.storage_item(item_uuid)
+            if client_metadata is not None:
+                if not isinstance(client_metadata, dict):
+                    raise bad_request("clientMetadata must be an object.")
+                json.dumps(client_metadata)
+                item.client_metadata = copy.deepcopy(client_metadata)
+            if name is not None:
+                item.name = name
+            if description is not None:
+                item.description = description
+            item.last_edited_at = utcnow()
+            return copy.deepcopy(item)
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _task(self, task_uuid: str) -> Task:
+        task = self.tasks.get(str(task_uuid).lower())
+        if task is None:
+            raise KeyError(f"no task {task_uuid}")
+        return task
+
+    @staticmethod
+    def _copy_task(task: Task) -> Task:
+        return dataclasses.replace(task, history=list(task.history))
+
+    def snapshot_summary(self) -> dict[str, Any]:
+        """A JSON-able overview used by the control endpoint ``GET /_emulator/projects``."""
+        with self.lock:
+            return {
+                p.project_hash: {
+                    "title": p.title,
+                    "twin_of": p.twin_of,
+                    "stages": {
+                        s.title: {
+                            "uuid": s.uuid,
+                            "type": s.stage_type,
+                            "pathways": {pw.name: pw.uuid for pw in s.pathways},
+                        }
+                        for s in p.workflow.stages
+                    },
+                    "counts": self.stage_counts(p.project_hash),
+                    "data": len(p.data_hashes),
+                }
+                for p in self.projects.values()
+            }
+
+
+def _actions_for(stage: Stage) -> str:
+    return {
+        "AGENT": "PATHWAY_ACTION, ASSIGN, RELEASE",
+        "ANNOTATION": "SUBMIT, ASSIGN, RELEASE",
+        "REVIEW": "APPROVE, REJECT, ASSIGN, RELEASE",
+        "DONE": "no actions (only move-tasks)",
+    }[stage.stage_type]
+
+
+def _task_order(task: Task) -> tuple[float, int]:
+    return (-task.priority, task.seq)
+
+
+def _encode_token(order: tuple[float, int]) -> str:
+    raw = json.dumps([order[0], order[1]]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_token(token: str) -> tuple[float, int]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        first, second = json.loads(raw)
+        return float(first), int(second)
+    except (ValueError, TypeError):
+        raise bad_request(f"Invalid pageToken {token!r}.") from None
+
+
+def ids(values: Iterable[str] | None) -> set[str] | None:
+    return None if values is None else {str(v).lower() for v in values}

@@ -1,0 +1,478 @@
+"""Build every Lambda package variant with the Makefile and check its unpacked size.
+
+    scripts/package-size [--json report.json] [--variant producer ...] [--build-dir DIR] [--clean]
+
+For each variant (producer, consumer, consumer-vision) this runs the same target `sam build` runs
+(`make build-<Function> ARTIFACTS_DIR=...`), adds up the unpacked size of what it produced (what
+Lambda counts against its limit) and compares it with the variant's budget and with Lambda's
+262,144,000-byte limit (AWS's "250 MB": sizes here are in MiB, 2**20 bytes, as AWS counts them).
+
+Wheels come from a wheelhouse under .build/wheels, filled once with `pip download` and reused
+while the requirement files stay the same, so a rerun is offline and quick.
+
+When a CPython 3.12 interpreter is around (python3.12 on PATH, pyenv, or --lambda-python), each
+package is also imported the way the Lambda runtime would: only the package plus the AWS SDK the
+runtime provides (boto3/botocore/s3transfer at the versions of this environment) on sys.path,
+then the handler, pydantic-core, cryptography's Rust bindings and, for the vision variant, numpy
+and OpenCV are exercised. That proves the lock files are complete and the pruning removed nothing
+needed.
+
+Exit status: 0 all within budget; 1 a budget or the Lambda limit is exceeded; 2 the build failed;
+3 the wheels could not be fetched (no network and no complete wheelhouse); 4 a built package does
+not import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import importlib.metadata
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+MIB = 1024 * 1024
+LAMBDA_UNZIPPED_LIMIT_BYTES = 262_144_000
+
+EXIT_OK = 0
+EXIT_SIZE = 1
+EXIT_BUILD = 2
+EXIT_NO_WHEELS = 3
+EXIT_IMPORT = 4
+
+# Provided by the python3.12 runtime, so never shipped; the import check puts them after the package.
+RUNTIME_SDK = ("boto3", "botocore", "s3transfer")
+
+# pip's wording when it could not reach an index (as opposed to a pin that does not exist).
+_NETWORK_ERRORS = re.compile(
+    r"NewConnectionError|Failed to establish a new connection|Temporary failure in name resolution"
+    r"|Name or service not known|Network is unreachable|Connection refused|ConnectTimeout"
+    r"|Read timed out|ProxyError|SSLError|No route to host|nodename nor servname",
+    re.IGNORECASE,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    name: str
+    make_target: str
+    make_variables: dict[str, str]
+    requirements: str
+    budget_bytes: int
+    handler_module: str
+    vision: bool
+
+
+VARIANTS: tuple[Variant, ...] = (
+    Variant(
+        name="producer",
+        make_target="build-ProducerFunction",
+        make_variables={"PRODUCER_REQUIREMENTS": "requirements/producer.txt"},
+        requirements="requirements/producer.txt",
+        budget_bytes=60 * MIB,
+        handler_module="handlers.producer",
+        vision=False,
+    ),
+    Variant(
+        name="consumer",
+        make_target="build-ConsumerFunction",
+        make_variables={"CONSUMER_REQUIREMENTS": "requirements/consumer.txt"},
+        requirements="requirements/consumer.txt",
+        # Same packages as the producer, so the same budget.
+        budget_bytes=60 * MIB,
+        handler_module="handlers.consumer",
+        vision=False,
+    ),
+    Variant(
+        name="consumer-vision",
+        make_target="build-ConsumerFunction",
+        make_variables={"CONSUMER_REQUIREMENTS": "requirements/vision.txt"},
+        requirements="requirements/vision.txt",
+        budget_bytes=200 * MIB,
+        handler_module="handlers.consumer",
+        vision=True,
+    ),
+)
+
+
+class ScriptError(Exception):
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+# ------------------------------------------------------------------------------ wheelhouse
+
+
+def lambda_platforms(makefile: Path) -> list[str]:
+    """The platform tags the Makefile installs for (one source of truth)."""
+    match = re.search(r"^LAMBDA_PLATFORMS\s*:?=\s*(.+)$", makefile.read_text(), re.MULTILINE)
+    if match is None:
+        raise ScriptError(f"{makefile} defines no LAMBDA_PLATFORMS", EXIT_BUILD)
+    return match.group(1).split()
+
+
+def runtime_sdk_pins() -> list[str]:
+    """boto3 & co. at the versions this environment tests with, standing in for the runtime's."""
+    pins = []
+    for name in RUNTIME_SDK:
+        try:
+            pins.append(f"{name}=={importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return pins
+
+
+def requirement_files(variants: Sequence[Variant]) -> list[Path]:
+    return sorted({REPO / v.requirements for v in variants})
+
+
+def wheelhouse_key(files: Sequence[Path], platforms: Sequence[str], extra: Sequence[str]) -> str:
+    digest = hashlib.sha256()
+    # Nested -r files count too: hash every requirement file in the folder.
+    for path in sorted((REPO / "requirements").glob("*.txt")) + list(files):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    digest.update(" ".join([*platforms, *extra]).encode())
+    return digest.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Serialise concurrent runs (two test sessions) filling the same wheelhouse."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def fill_wheelhouse(wheelhouse: Path, variants: Sequence[Variant], platforms: list[str]) -> None:
+    files = requirement_files(variants)
+    extra = runtime_sdk_pins()
+    stamp = wheelhouse / f".complete-{wheelhouse_key(files, platforms, extra)}"
+    with locked(wheelhouse.parent / ".wheelhouse.lock"):
+        if stamp.exists():
+            print(f"wheels: reusing {rel(wheelhouse)}")
+            return
+        print(f"wheels: downloading into {rel(wheelhouse)} ...", flush=True)
+        wheelhouse.mkdir(parents=True, exist_ok=True)
+        command = [
+            sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--no-input",
+            "--no-deps", "--only-binary=:all:", "--implementation", "cp", "--python-version", "3.12",
+            *[arg for platform in platforms for arg in ("--platform", platform)],
+            "--dest", str(wheelhouse), "--retries", "1", "--timeout", "30",
+            *[arg for path in files for arg in ("-r", str(path))],
+            *extra,
+        ]  # fmt: skip
+        result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, check=False)
+        if result.returncode != 0:
+            output = result.stdout + result.stderr
+            tail = "\n".join(output.strip().splitlines()[-12:])
+            if _NETWORK_ERRORS.search(output):
+                raise ScriptError(
+                    "Cannot fetch the Lambda wheels: the package index is unreachable (no network?)"
+                    f" and {rel(wheelhouse)} is incomplete. Run again with network access once; "
+                    f"later runs reuse the wheels offline.\n{tail}",
+                    EXIT_NO_WHEELS,
+                )
+            raise ScriptError(f"pip download failed:\n{tail}", EXIT_BUILD)
+        for old in wheelhouse.glob(".complete-*"):
+            old.unlink()
+        stamp.touch()
+
+
+# ------------------------------------------------------------------------------ build & size
+
+
+def build(variant: Variant, artifacts: Path, wheelhouse: Path) -> None:
+    make = shutil.which("make")
+    if make is None:
+        raise ScriptError("`make` is not installed; SAM's makefile builds need it too.", EXIT_BUILD)
+    if artifacts.exists():
+        shutil.rmtree(artifacts)
+    artifacts.mkdir(parents=True)
+    command = [
+        make, "--no-print-directory", "-C", str(REPO), variant.make_target,
+        f"ARTIFACTS_DIR={artifacts}",
+        f"PIP_INSTALL_ARGS=--quiet --no-index --find-links {wheelhouse}",
+        *[f"{key}={value}" for key, value in variant.make_variables.items()],
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-20:])
+        raise ScriptError(
+            f"`make {variant.make_target}` failed for {variant.name}:\n{tail}", EXIT_BUILD
+        )
+
+
+def measure(root: Path) -> tuple[int, int, list[tuple[str, int]]]:
+    """Total bytes and files under root (symlinks not followed), and the largest top-level entries."""
+    total = 0
+    files = 0
+    per_entry: dict[str, int] = {}
+    for dirpath, _dirnames, filenames in os.walk(root):
+        for filename in filenames:
+            path = Path(dirpath) / filename
+            stat = path.lstat()
+            if not path.is_symlink():
+                total += stat.st_size
+                files += 1
+                top = path.relative_to(root).parts[0]
+                per_entry[top] = per_entry.get(top, 0) + stat.st_size
+    largest = sorted(per_entry.items(), key=lambda item: item[1], reverse=True)[:8]
+    return total, files, largest
+
+
+# ------------------------------------------------------------------------------ import check
+
+_IMPORT_CHECK = textwrap.dedent(
+    """
+    import importlib, importlib.util, json, os, sys
+    package, sdk, handler, vision = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
+    sys.path[:0] = [package]
+    sys.path.append(sdk)
+    notes = []
+
+    import pydantic
+    class Probe(pydantic.BaseModel):
+        n: int
+    assert Probe.model_validate({"n": "3"}).n == 3
+    import pydantic_settings, orjson, requests
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    assert len(Ed25519PrivateKey.generate().sign(b"agentkit")) == 64
+    import encord.user_client
+    from aws_lambda_powertools import Logger, Metrics, Tracer
+    from aws_lambda_powertools.utilities.batch import BatchProcessor
+    from aws_lambda_powertools.utilities import parameters
+    import aws_xray_sdk.core
+
+    for cli_only in ("typer", "rich"):
+        assert importlib.util.find_spec(cli_only) is None, cli_only + " must not ship"
+    for provided in ("boto3", "botocore"):
+        spec = importlib.util.find_spec(provided)
+        if spec is not None:
+            assert not spec.origin.startswith(package), provided + " must come from the runtime"
+
+    if vision:
+        import numpy, cv2
+        assert abs(numpy.linalg.inv(numpy.eye(3) * 2.0)[0, 0] - 0.5) < 1e-9
+        ok, png = cv2.imencode(".png", numpy.full((8, 8, 3), 127, numpy.uint8))
+        assert ok and cv2.imdecode(png, cv2.IMREAD_COLOR).shape == (8, 8, 3)
+    else:
+        for heavy in ("numpy", "cv2"):
+            assert importlib.util.find_spec(heavy) is None, heavy + " must not ship here"
+
+    module_file = os.path.join(package, *handler.split(".")) + ".py"
+    if os.path.exists(module_file):
+        module = importlib.import_module(handler)
+        assert callable(getattr(module, "lambda_handler", None)), handler + " has no lambda_handler"
+    else:
+        notes.append(handler + " not in the package yet: not imported")
+    print(json.dumps(notes))
+    """
+)
+
+
+def find_lambda_python(explicit: str | None) -> str | None:
+    candidates = [explicit] if explicit else []
+    candidates += [os.environ.get("LAMBDA_PYTHON"), shutil.which("python3.12")]
+    candidates += [str(p) for p in sorted(Path.home().glob(".pyenv/versions/3.12*/bin/python3.12"))]
+    candidates += ["/usr/bin/python3.12", "/usr/local/bin/python3.12"]
+    for candidate in candidates:
+        if not candidate or not Path(candidate).exists():
+            continue
+        probe = subprocess.run(
+            [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True, text=True, check=False, timeout=30,
+        )  # fmt: skip
+        if probe.returncode == 0 and probe.stdout.strip() == "3.12":
+            return candidate
+    return None
+
+
+def runtime_sdk_dir(build_dir: Path, wheelhouse: Path) -> Path | None:
+    pins = runtime_sdk_pins()
+    if len(pins) != len(RUNTIME_SDK):
+        return None
+    target = build_dir / ("runtime-sdk-" + hashlib.sha256(" ".join(pins).encode()).hexdigest()[:12])
+    if not (target / ".complete").exists():
+        if target.exists():
+            shutil.rmtree(target)
+        result = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--quiet",
+             "--no-deps", "--no-index", "--find-links", str(wheelhouse), "--no-compile",
+             "--target", str(target), *pins],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise ScriptError(f"Could not install {' '.join(pins)}:\n{result.stderr}", EXIT_BUILD)
+        (target / ".complete").touch()
+    return target
+
+
+def import_check(python: str, variant: Variant, artifacts: Path, sdk: Path) -> dict[str, Any]:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(artifacts.parent),
+        "LANG": "C.UTF-8",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
+    env.update(_template_environment())
+    result = subprocess.run(
+        [python, "-I", "-S", "-B", "-c", _IMPORT_CHECK, str(artifacts), str(sdk),
+         variant.handler_module, "1" if variant.vision else "0"],
+        capture_output=True, text=True, env=env, cwd=artifacts, check=False, timeout=300,
+    )  # fmt: skip
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
+        return {"status": "failed", "detail": tail}
+    notes = json.loads(result.stdout.strip().splitlines()[-1])
+    return {"status": "passed", "detail": "; ".join(notes)}
+
+
+def _template_environment() -> dict[str, str]:
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    try:
+        from infra.template_config import load_template_config
+
+        return load_template_config().resolved_environment()
+    except Exception as exc:  # the size report must not depend on the template loading
+        print(f"note: template environment not applied to the import check ({exc})")
+        return {}
+
+
+# ------------------------------------------------------------------------------ report
+
+
+def rel(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def mib(size: int) -> str:
+    return f"{size / MIB:.1f}"
+
+
+def print_table(rows: Sequence[dict[str, Any]]) -> None:
+    print()
+    print("Unpacked size per function package (MiB = 2**20 bytes, the unit of AWS's 250 MB limit)")
+    header = (
+        f"{'variant':<16} {'bytes':>13} {'MiB':>7} {'budget MiB':>11} {'limit MiB':>10}  result"
+    )
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        print(
+            f"{row['variant']:<16} {row['bytes']:>13,} {mib(row['bytes']):>7} "
+            f"{mib(row['budget_bytes']):>11} {mib(row['limit_bytes']):>10}  {row['result']}"
+        )
+    print()
+    for row in rows:
+        largest = ", ".join(f"{name} {mib(size)}" for name, size in row["largest"][:5])
+        print(f"{row['variant']}: {row['files']} files; largest: {largest}")
+        check = row["import_check"]
+        detail = f" ({check['detail']})" if check.get("detail") else ""
+        print(f"  import check: {check['status']}{detail}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--variant", action="append", choices=[v.name for v in VARIANTS])
+    parser.add_argument("--build-dir", type=Path, default=REPO / ".build" / "package-size")
+    parser.add_argument("--wheelhouse", type=Path, default=REPO / ".build" / "wheels")
+    parser.add_argument("--json", type=Path, help="also write the report here as JSON")
+    parser.add_argument("--clean", action="store_true", help="delete each package once measured")
+    parser.add_argument("--lambda-python", help="a CPython 3.12 for the import check")
+    parser.add_argument("--no-import-check", action="store_true")
+    args = parser.parse_args(argv)
+
+    variants = [v for v in VARIANTS if not args.variant or v.name in args.variant]
+    build_dir: Path = args.build_dir.resolve()
+    wheelhouse: Path = args.wheelhouse.resolve()
+    rows: list[dict[str, Any]] = []
+    try:
+        fill_wheelhouse(wheelhouse, variants, lambda_platforms(REPO / "Makefile"))
+        python = None if args.no_import_check else find_lambda_python(args.lambda_python)
+        sdk = runtime_sdk_dir(build_dir, wheelhouse) if python else None
+        for variant in variants:
+            artifacts = build_dir / variant.name
+            print(f"building {variant.name} ({variant.requirements}) ...", flush=True)
+            build(variant, artifacts, wheelhouse)
+            size, files, largest = measure(artifacts)
+            if python and sdk:
+                check = import_check(python, variant, artifacts, sdk)
+            else:
+                reason = "disabled" if args.no_import_check else "no CPython 3.12 found"
+                check = {"status": "skipped", "detail": reason}
+            within_limit = size < LAMBDA_UNZIPPED_LIMIT_BYTES
+            within_budget = size <= variant.budget_bytes
+            result = "ok"
+            if not within_limit:
+                result = "OVER LAMBDA LIMIT"
+            elif not within_budget:
+                result = f"over budget by {mib(size - variant.budget_bytes)} MiB"
+            if check["status"] == "failed":
+                result += ", DOES NOT IMPORT"
+            rows.append(
+                {
+                    "variant": variant.name,
+                    "requirements": variant.requirements,
+                    "bytes": size,
+                    "mib": round(size / MIB, 2),
+                    "files": files,
+                    "budget_bytes": variant.budget_bytes,
+                    "limit_bytes": LAMBDA_UNZIPPED_LIMIT_BYTES,
+                    "within_budget": within_budget,
+                    "within_limit": within_limit,
+                    "largest": largest,
+                    "import_check": check,
+                    "result": result,
+                    "path": None if args.clean else str(artifacts),
+                }
+            )
+            if args.clean:
+                shutil.rmtree(artifacts)
+    except ScriptError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        _write_json(args.json, rows, exc.exit_code, str(exc))
+        return exc.exit_code
+
+    print_table(rows)
+    if any(row["import_check"]["status"] == "failed" for row in rows):
+        code = EXIT_IMPORT
+    elif all(row["within_budget"] and row["within_limit"] for row in rows):
+        code = EXIT_OK
+    else:
+        code = EXIT_SIZE
+    _write_json(args.json, rows, code, None)
+    return code
+
+
+def _write_json(
+    path: Path | None, rows: list[dict[str, Any]], code: int, error: str | None
+) -> None:
+    if path is not None:
+        report = {"exit_code": code, "error": error, "variants": rows}
+        path.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
