@@ -36,6 +36,8 @@ class EncordSettings(BaseSettings):
     secret_max_age: int = 300
     # The SDK's own urllib3 retry on 429/5xx; a queue retry takes over after these.
     max_retries: int = 3
+    # urllib3 backoff between those retries (it ignores "Retry-After: 0"); tests set it small.
+    backoff_factor: float = 1.5
     connect_timeout: int = 30
     read_timeout: int = 60
 
@@ -120,6 +122,7 @@ def create_user_client(settings: EncordSettings | None = None) -> EncordUserClie
     key = load_ssh_key(settings)
     requests_settings = RequestsSettings(
         max_retries=settings.max_retries,
+        backoff_factor=settings.backoff_factor,
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
     )

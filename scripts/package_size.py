@@ -159,8 +159,9 @@ def locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def fill_wheelhouse(wheelhouse: Path, variants: Sequence[Variant], platforms: list[str]) -> None:
-    files = requirement_files(variants)
+def fill_wheelhouse(wheelhouse: Path, platforms: list[str]) -> None:
+    # Always every variant's wheels, so that one stamp covers any --variant selection.
+    files = requirement_files(VARIANTS)
     extra = runtime_sdk_pins()
     stamp = wheelhouse / f".complete-{wheelhouse_key(files, platforms, extra)}"
     with locked(wheelhouse.parent / ".wheelhouse.lock"):
@@ -287,8 +288,8 @@ _IMPORT_CHECK = textwrap.dedent(
 
 
 def find_lambda_python(explicit: str | None) -> str | None:
-    candidates = [explicit] if explicit else []
-    candidates += [os.environ.get("LAMBDA_PYTHON"), shutil.which("python3.12")]
+    candidates: list[str | None] = [explicit, os.environ.get("LAMBDA_PYTHON")]
+    candidates += [shutil.which("python3.12")]
     candidates += [str(p) for p in sorted(Path.home().glob(".pyenv/versions/3.12*/bin/python3.12"))]
     candidates += ["/usr/bin/python3.12", "/usr/local/bin/python3.12"]
     for candidate in candidates:
@@ -409,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     wheelhouse: Path = args.wheelhouse.resolve()
     rows: list[dict[str, Any]] = []
     try:
-        fill_wheelhouse(wheelhouse, variants, lambda_platforms(REPO / "Makefile"))
+        fill_wheelhouse(wheelhouse, lambda_platforms(REPO / "Makefile"))
         python = None if args.no_import_check else find_lambda_python(args.lambda_python)
         sdk = runtime_sdk_dir(build_dir, wheelhouse) if python else None
         for variant in variants:

@@ -97,6 +97,10 @@ class RecordResult:
 
     @property
     def metric_stage(self) -> str:
+        # A poison message's stage is untrusted input: one dimension value for all of them
+        # keeps the metric's cardinality bounded.
+        if self.status == "poison":
+            return INVALID_STAGE
         return self.stage_title or self.stage_uuid or INVALID_STAGE
 
 

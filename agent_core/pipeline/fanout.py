@@ -199,7 +199,10 @@ class Producer:
         stage_uuid = str(config.stage_uuid)
         project_hash = self.runner.project_hash
         leased: list[AgentTask] = []
-        remaining = page
+        live = self.leases.live_task_uuids([str(t.uuid) for t in page])
+        summary.listed += sum(1 for t in page if str(t.uuid) in live)
+        summary.skipped_in_flight += sum(1 for t in page if str(t.uuid) in live)
+        remaining = [t for t in page if str(t.uuid) not in live]
         stopped: str | None = None
         while remaining:
             if self._budget <= 0:
@@ -385,9 +388,17 @@ def handle_scheduled_event(
     logger: Logger | logging.Logger,
 ) -> dict[str, Any]:
     """Run the producer for an EventBridge scheduled event; returns the run's summary."""
+    from agent_core.exceptions import AgentkitError
     from agent_core.pipeline.observability import emit_metrics
 
-    report = produce_from_environment(context, logger=logger)
+    try:
+        report = produce_from_environment(context, logger=logger)
+    except AgentkitError as exc:
+        # Configuration or credentials: nothing can be enqueued until someone fixes it.
+        logger.error(
+            "producer: cannot run", extra={"error": str(exc), "error_type": type(exc).__name__}
+        )
+        raise
     summary = report.as_dict()
     summary["event_id"] = (event or {}).get("id")
     per_stage: dict[str, dict[str, float]] = {}

@@ -178,6 +178,40 @@ class LeaseTable:
         item = reply.get("Item")
         return Lease.from_item(item) if item else None
 
+    def live_task_uuids(self, task_uuids: Sequence[str]) -> set[str]:
+        """The tasks that hold an unexpired lease, read in bulk (100 keys per BatchGetItem).
+
+        A cheap pre-filter for the producer: a listed task that is in flight costs a share of an
+        eventually consistent read instead of a refused conditional write. A stale answer is
+        harmless (the conditional write still decides; a lease released a moment ago is
+        picked up on the next tick). On errors it returns what it has: filtering is optional.
+        """
+        now = self._now()
+        live: set[str] = set()
+        unique = list(dict.fromkeys(task_uuids))
+        for start in range(0, len(unique), 100):
+            keys: list[Any] = [self._key(t) for t in unique[start : start + 100]]
+            for _ in range(5):  # bounded: UnprocessedKeys under throttling
+                try:
+                    reply = self._client.batch_get_item(
+                        RequestItems={
+                            self.table_name: {
+                                "Keys": keys,
+                                "ProjectionExpression": "task_uuid, expires_at",
+                            }
+                        }
+                    )
+                except (ClientError, BotoCoreError):
+                    break
+                for item in reply.get("Responses", {}).get(self.table_name, []):
+                    if int(float(item["expires_at"]["N"])) >= now:
+                        live.add(str(item["task_uuid"]["S"]))
+                unprocessed: Mapping[str, Any] = reply.get("UnprocessedKeys", {})
+                keys = list(unprocessed.get(self.table_name, {}).get("Keys", []))
+                if not keys:
+                    break
+        return live
+
     # -- producer -----------------------------------------------------------------------------
 
     def acquire(self, request: LeaseRequest, run_id: str) -> bool | None:

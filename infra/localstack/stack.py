@@ -152,8 +152,8 @@ class LocalStack:
         self._exit.enter_context(patched_environ(env))
         # Registered after the environment, so it runs first on exit: caches built under this
         # stack's endpoints must not outlive it.
-        self._exit.callback(reset_handler_state, self.agent_module)
-        reset_handler_state(self.agent_module)
+        self._exit.callback(reset_handler_state)
+        reset_handler_state(self.agent_module, self._project_hash)
 
     def close(self) -> None:
         self._exit.close()
@@ -269,11 +269,13 @@ class LocalStack:
         return {k: v for k, v in self.env.items() if v is not None}
 
 
-def reset_handler_state(agent_module: str | None = None) -> None:
+def reset_handler_state(agent_module: str | None = None, project_hash: str | None = None) -> None:
     """Forget what the handlers cached per process (clients, runner, Encord client, secrets).
 
-    The agent module is reloaded if it was imported before: a module-level
+    If ``agent_module`` names a module-level runner already imported for another project than
+    ``project_hash``, the module is dropped so that the loader imports it afresh: a module-level
     ``QueueRunner(project_hash=os.environ["PROJECT_HASH"])`` must see the current project.
+    Factories (``module:make_runner``) are called anew by the loader and need no reload.
     """
     from agent_core.pipeline.clients import clear_clients
     from agent_core.pipeline.loader import clear_runner_cache
@@ -289,10 +291,10 @@ def reset_handler_state(agent_module: str | None = None) -> None:
         parameters.clear_caches()  # type: ignore[no-untyped-call]
         # Providers hold boto3 clients bound to the endpoint they were created under.
         base.DEFAULT_PROVIDERS.clear()  # type: ignore[attr-defined]
-    if agent_module:
-        module_name = agent_module.partition(":")[0]
-        if module_name in sys.modules:
-            # A stale module would keep its runner bound to an older project; dropping it makes
-            # the loader import it afresh under the current environment.
+    if agent_module and project_hash:
+        module_name, _, attribute = agent_module.partition(":")
+        module = sys.modules.get(module_name)
+        bound = getattr(getattr(module, attribute, None), "project_hash", None)
+        if module is not None and bound is not None and str(bound) != project_hash:
             del sys.modules[module_name]
             importlib.invalidate_caches()

@@ -136,7 +136,9 @@ def test_poison_messages_go_to_the_dlq_and_neighbours_proceed(
         sent[kind] = pipeline.sqs.send_message(QueueUrl=pipeline.work_queue_url, MessageBody=body)[
             "MessageId"
         ]
-    poison = [m for m in pipeline.receive(pipeline.work_queue_url) if m["MessageId"] in sent.values()]
+    poison = [
+        m for m in pipeline.receive(pipeline.work_queue_url) if m["MessageId"] in sent.values()
+    ]
     assert len(poison) == len(bodies)
     oversize = synthetic_record("é" * (SQS_MAX_MESSAGE_BYTES // 2 + 10))  # > 1 MiB in UTF-8
     event = sqs_event([*valid[:1], *poison, *valid[1:]])
@@ -376,7 +378,11 @@ def test_missing_key_fails_the_batch_as_retryable(
 ) -> None:
     messages = produce_and_receive(pipeline, 2)
     poison = pipeline.sqs.send_message(QueueUrl=pipeline.work_queue_url, MessageBody="nope")
-    messages += [m for m in pipeline.receive(pipeline.work_queue_url) if m["MessageId"] == poison["MessageId"]]
+    messages += [
+        m
+        for m in pipeline.receive(pipeline.work_queue_url)
+        if m["MessageId"] == poison["MessageId"]
+    ]
     from agent_core.pipeline.loader import clear_runner_cache
 
     clear_runner_cache()

@@ -178,3 +178,12 @@ def test_unreachable_table_is_an_error_not_a_claim(pipeline: Pipeline) -> None:
     claim = table.claim(request(str(uuid.uuid4())), run_token="r:m", run_seconds=5)
     assert claim.status is ClaimStatus.ERROR and "ResourceNotFound" in (claim.error or "")
     assert table.acquire(request(str(uuid.uuid4())), "run") is None
+
+
+def test_live_task_uuids_prefilters_in_bulk(table: LeaseTable, clock: Clock) -> None:
+    held = [str(uuid.uuid4()) for _ in range(120)]  # more than one BatchGetItem
+    free = [str(uuid.uuid4()) for _ in range(5)]
+    assert all(table.acquire_many([request(t) for t in held], "run-1").values())
+    assert table.live_task_uuids([*held, *free, held[0]]) == set(held)
+    clock.now += PENDING_LEASE_SECONDS + 1  # never confirmed: all expired
+    assert table.live_task_uuids(held) == set()

@@ -118,16 +118,16 @@ def test_two_stage_pipeline_end_to_end(make_stack: Callable[..., LocalStack]) ->
     assert mid_ticks, "the producer tick during processing did not run"
 
     # The flaky task failed twice and was processed on its third delivery of the same message.
-    flaky = tasks["flaky_01.jpg"]
+    flaky = tasks["flaky_00.jpg"]
     flaky_deliveries = log.for_task(flaky, "triage")
     assert [d.receive_count for d in flaky_deliveries] == [1, 2, 3]
     assert len({d.message_id for d in flaky_deliveries}) == 1
-    assert e2e_agents.attempts("triage", "flaky_01.jpg") == 3
+    assert e2e_agents.attempts("triage", "flaky_00.jpg") == 3
     assert _actions_per_stage(stack, flaky)["triage"] == 1
 
     # The broken tasks are in the DLQ with their error after MAX_RECEIVE_COUNT attempts.
     dlq = stack.dlq_messages()
-    assert sorted(m.data_title or "" for m in dlq) == ["broken_01.jpg", "broken_02.jpg"]
+    assert sorted(m.data_title or "" for m in dlq) == ["broken_00.jpg", "broken_01.jpg"]
     for message in dlq:
         assert message.reason == "failed"
         assert message.error_type == "BrokenModelError"
@@ -135,7 +135,7 @@ def test_two_stage_pipeline_end_to_end(make_stack: Callable[..., LocalStack]) ->
         assert message.receive_count == MAX_RECEIVE_COUNT
         assert message.stage_name == "triage"
         assert _stage_of(stack, tasks[message.data_title or ""]) == "triage"
-    assert e2e_agents.attempts("triage", "broken_01.jpg") == MAX_RECEIVE_COUNT
+    assert e2e_agents.attempts("triage", "broken_00.jpg") == MAX_RECEIVE_COUNT
 
     # A tick now enqueues the tasks that moved on to "check" (unless the mid-run tick already
     # did), never the DLQ'd tasks, whose leases stay until they are replayed.
@@ -153,22 +153,22 @@ def test_two_stage_pipeline_end_to_end(make_stack: Callable[..., LocalStack]) ->
 
     # Fix the agent; replay one task with the library and the other with the CLI.
     e2e_agents.fix_broken()
-    replayed = stack.replay_dlq(dlq_filter=DlqFilter(task="broken_01.jpg"))
+    replayed = stack.replay_dlq(dlq_filter=DlqFilter(task="broken_00.jpg"))
     assert replayed.mode == "receive_send_delete"
     assert replayed.replayed == 1 and replayed.released == 1
     stats = stack.drain(timeout_seconds=60, invoke_wrapper=log)
     assert stats.drained
-    assert _stage_of(stack, tasks["broken_01.jpg"]) == "check"
-    assert log.for_task(tasks["broken_01.jpg"], "triage")[-1].replayed_from is not None
+    assert _stage_of(stack, tasks["broken_00.jpg"]) == "check"
+    assert log.for_task(tasks["broken_00.jpg"], "triage")[-1].replayed_from is not None
 
     result = run_cli(
-        "dlq", "replay", "--task", "broken_02.jpg", "--json", env=stack.cli_env(), timeout=60
+        "dlq", "replay", "--task", "broken_01.jpg", "--json", env=stack.cli_env(), timeout=60
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["replayed"] == 1
     stats = stack.drain(timeout_seconds=60, invoke_wrapper=log)
     assert stats.drained
-    assert _stage_of(stack, tasks["broken_02.jpg"]) == "check"
+    assert _stage_of(stack, tasks["broken_01.jpg"]) == "check"
     assert stack.dlq_messages() == []
 
     # The replayed tasks' next stage is picked up by the next tick.
@@ -196,7 +196,7 @@ def test_two_stage_pipeline_end_to_end(make_stack: Callable[..., LocalStack]) ->
                 d.message_id for d in log.for_task(task_uuid, stage) if d.replayed_from is None
             }
             assert len(producer_messages) == 1, (title, stage, producer_messages)
-    for title in ("ok_01.jpg", "drop_01.jpg", "chk_01.jpg"):
+    for title in ("ok_00.jpg", "drop_00.jpg", "chk_00.jpg"):
         stage = "check" if title.startswith("chk") else "triage"
         assert e2e_agents.attempts(stage, title) == 1, title
 
