@@ -70,6 +70,7 @@ class DlqMessage:
     data_title: str | None
     failed_at: str | None
     replayed_from: str | None
+    source_message_id: str | None  # the work-queue message the consumer parked
     envelope_valid: bool
 
     @classmethod
@@ -135,6 +136,7 @@ class DlqMessage:
             data_title=data_title,
             failed_at=text(DlqAttributes.FAILED_AT),
             replayed_from=text(DlqAttributes.REPLAYED_FROM),
+            source_message_id=text(DlqAttributes.SOURCE_MESSAGE_ID),
             envelope_valid=envelope_valid,
         )
 
@@ -160,6 +162,7 @@ class DlqMessage:
             "failed_at": self.failed_at,
             "age_seconds": round(age, 3) if age is not None else None,
             "replayed_from": self.replayed_from,
+            "source_message_id": self.source_message_id,
             "envelope_valid": self.envelope_valid,
         }
 
@@ -273,10 +276,10 @@ class _Scanner:
             )
             received = reply.get("Messages", [])
             if not received:
-                # SQS's short poll samples a subset of servers: an empty answer is only final
-                # after a long poll also comes back empty.
+                # SQS's short poll samples a subset of servers: an empty answer is final only
+                # if the queue reports nothing visible, or a long poll also comes back empty.
                 empty_receives += 1
-                if empty_receives >= 2:
+                if empty_receives >= 2 or self._visible() == 0:
                     return
                 continue
             empty_receives = 0
@@ -290,6 +293,12 @@ class _Scanner:
                 fresh.append(message)
             if fresh:
                 yield fresh
+
+    def _visible(self) -> int:
+        reply = self.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+        )
+        return int(reply.get("Attributes", {}).get("ApproximateNumberOfMessages", "0"))
 
     def forget(self, messages: Iterable[DlqMessage]) -> None:
         for message in messages:
