@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +68,18 @@ def load_shape(template: Path | None) -> PipelineShape:
     return PipelineShape.from_template(template)
 
 
+@contextlib.contextmanager
+def handler_output_to_stderr() -> Iterator[None]:
+    """Send what the handlers print (JSON logs, EMF metrics) to stderr while they run.
+
+    Lambda handlers log to stdout; on the command line stdout is for the command's own output
+    (a report, or --json for scripts). The handler modules must be first imported inside this
+    block, as Powertools binds its log stream when the logger is created.
+    """
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
 def print_json(data: Any) -> None:
     # Plain print, not rich: --json output is for machines and must not be re-wrapped.
     print(json.dumps(data, indent=2, default=str))
@@ -74,7 +88,9 @@ def print_json(data: Any) -> None:
 def console(stderr: bool = False) -> Console:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    # Bound to the stream now: a console made before handler_output_to_stderr() keeps writing
+    # to the real stdout inside it.
+    return Console(file=sys.stderr if stderr else sys.stdout, highlight=False)
 
 
 def summary_rows(summary: Any) -> list[tuple[str, dict[str, Any]]]:

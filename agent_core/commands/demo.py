@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from agent_core.commands._common import console, load_shape, print_json
+from agent_core.commands._common import (
+    console,
+    handler_output_to_stderr,
+    load_shape,
+    print_json,
+)
 from agent_core.commands.produce import print_summary
 
 if TYPE_CHECKING:
@@ -176,13 +181,16 @@ def demo(
         f"{shape.maximum_concurrency}, maxReceiveCount {shape.max_receive_count}, visibility "
         f"{shape.visibility_timeout_seconds}s."
     )
-    with LocalStack(
-        fixture=fixture,
-        agent_module=agent_module,
-        shape=shape,
-        quiet_handlers=True,
-        extra_env=extra_env if quiet_logs else {"POWERTOOLS_LOG_LEVEL": "INFO"},
-    ) as stack:
+    with (
+        handler_output_to_stderr(),
+        LocalStack(
+            fixture=fixture,
+            agent_module=agent_module,
+            shape=shape,
+            quiet_handlers=True,
+            extra_env=extra_env if quiet_logs else {"POWERTOOLS_LOG_LEVEL": "INFO"},
+        ) as stack,
+    ):
         ticks: list[Any] = []
         stats: PollerStats | None = None
         for tick in range(1, max_ticks + 1):
@@ -190,7 +198,7 @@ def demo(
             ticks.append(summary)
             enqueued = _enqueued(summary)
             if not json_output:
-                print_summary(summary, title=f"Producer tick {tick}")
+                print_summary(summary, title=f"Producer tick {tick}", out=out)
             if enqueued == 0 and tick > 1:
                 break
             remaining = max(5.0, timeout - (time.monotonic() - started))
@@ -203,7 +211,7 @@ def demo(
     if json_output:
         print_json(report)
     else:
-        _print_report(report, console())
+        _print_report(report, out)
     if not report["consumer"]["drained"]:
         raise typer.Exit(1)
 

@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from agent_core.commands._common import apply_env, console, load_shape, print_json, require
+from agent_core.commands._common import (
+    apply_env,
+    console,
+    handler_output_to_stderr,
+    load_shape,
+    print_json,
+    require,
+)
 
 if TYPE_CHECKING:
     from infra.localstack.poller import InvocationReport, LocalPoller
@@ -73,15 +80,18 @@ def poll(
         maximum_concurrency=concurrency,
         consumer_timeout_seconds=function_timeout,
     )
-    with Progress(
-        TextColumn("[bold]polling"),
-        BarColumn(),
-        TextColumn("{task.fields[text]}"),
-        TimeElapsedColumn(),
-        console=console(stderr=True),
-        transient=True,
-        disable=json_output,
-    ) as progress:
+    with (
+        handler_output_to_stderr(),
+        Progress(
+            TextColumn("[bold]polling"),
+            BarColumn(),
+            TextColumn("{task.fields[text]}"),
+            TimeElapsedColumn(),
+            console=console(stderr=True),
+            transient=True,
+            disable=json_output,
+        ) as progress,
+    ):
         bar = progress.add_task("poll", total=None, text="")
         poller = make_consumer_poller(
             url,

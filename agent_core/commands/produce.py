@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from agent_core.commands._common import apply_env, console, print_json, summary_rows
+from agent_core.commands._common import (
+    apply_env,
+    console,
+    handler_output_to_stderr,
+    print_json,
+    summary_rows,
+)
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+_SUMMARY_COLUMNS = ("listed", "enqueued", "skipped_in_flight", "failed_to_send", "truncated")
 
 
 def run_producer_tick(timeout_seconds: float = 300.0) -> Any:
@@ -19,25 +30,23 @@ def run_producer_tick(timeout_seconds: float = 300.0) -> Any:
     return lambda_handler(scheduled_event(), context)
 
 
-def print_summary(summary: Any, title: str = "Producer tick") -> None:
+def print_summary(summary: Any, title: str = "Producer tick", out: Console | None = None) -> None:
     from rich.table import Table
 
     rows = summary_rows(summary)
     if not rows:
         print_json(summary)
         return
-    columns: list[str] = []
-    for _, counters in rows:
-        for key, value in counters.items():
-            if isinstance(value, int | float | bool) and key not in columns:
-                columns.append(key)
+    present = {k for _, counters in rows for k, v in counters.items() if isinstance(v, int | float)}
+    # The counters people look at first; others stay in --json.
+    columns = [c for c in _SUMMARY_COLUMNS if c in present] or sorted(present)
     table = Table(title=title)
     table.add_column("stage")
     for column in columns:
         table.add_column(column.replace("_", " "), justify="right")
     for stage, counters in rows:
         table.add_row(stage, *(str(counters.get(c, "")) for c in columns))
-    console().print(table)
+    (out or console()).print(table)
 
 
 def produce(
@@ -68,7 +77,8 @@ def produce(
             "AWS_DEFAULT_REGION": region,
         }
     )
-    summary = run_producer_tick(timeout)
+    with handler_output_to_stderr():
+        summary = run_producer_tick(timeout)
     if json_output:
         print_json(summary)
     else:

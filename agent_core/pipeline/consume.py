@@ -799,6 +799,9 @@ def handle_sqs_event(
     from agent_core.pipeline.observability import emit_metrics
 
     records = list(event.get("Records") or [])
+    if not records:
+        logger.warning("consumer: event without SQS records", extra={"keys": sorted(event)[:10]})
+        return {"batchItemFailures": []}
     consumer = consumer_from_environment(context, logger=logger)
     report = consumer.process(records)
 
