@@ -4,8 +4,8 @@
 # The same targets build by hand:  make build-ConsumerFunction ARTIFACTS_DIR=/tmp/consumer
 #
 # Which packages the consumer ships is chosen here. The default carries numpy and OpenCV for the
-# vision dependencies (~220 MiB). For agents that use neither, build the lean set (~30 MiB, faster
-# cold starts):
+# vision dependencies, zipped (~100 MB, see VISION_ARCHIVE). For agents that use neither, build the
+# lean set (~30 MB, faster cold starts):
 #   CONSUMER_REQUIREMENTS=requirements/consumer.txt sam build
 # or change the default below. `scripts/package-size` reports the size of every variant.
 #
@@ -19,6 +19,16 @@ PRODUCER_REQUIREMENTS ?= requirements/producer.txt
 CONSUMER_REQUIREMENTS ?= requirements/vision.txt
 # Extra pip arguments, e.g. an offline wheelhouse: PIP_INSTALL_ARGS="--no-index --find-links DIR"
 PIP_INSTALL_ARGS ?=
+# 1: numpy and OpenCV ship as one deflate archive, _agentkit_vendor/vision.zip, that the consumer
+# unpacks to /tmp once per execution environment (agent_core/vendored.py; ~195 MB of /tmp, about a
+# second of cold start): the package drops from ~225 MB to ~100 MB. 0: they ship unpacked, with no
+# unpacking step, still under Lambda's limit of 262 MB ("250 MB"). Packages without these
+# distributions get no archive either way. Trade-offs: docs/PACKAGING.md.
+VISION_ARCHIVE ?= 1
+VISION_ARCHIVE_DISTS := numpy opencv-python-headless
+# 1: strip symbols off the bundled shared libraries when a GNU strip is installed (Linux build
+# hosts; ~7 MB). Libraries that would not load stripped are left as they are. 0: skip.
+STRIP_LIBRARIES ?= 1
 
 # manylinux2014 is what most wheels carry; numpy >= 2.3 only publishes manylinux_2_28 wheels, and
 # the python3.12 runtime's glibc 2.34 runs everything up to manylinux_2_34.
@@ -35,10 +45,14 @@ SOURCE_PACKAGES := agent_core handlers agents
 define lambda_package
 	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set: run 'sam build', or 'make $@ ARTIFACTS_DIR=<empty folder>'" >&2; exit 2; }
 	@test -f "$(call requirements_path,$(1))" || { echo "requirements file $(1) not found (looked for $(call requirements_path,$(1)))" >&2; exit 2; }
+	@case "$(VISION_ARCHIVE)$(STRIP_LIBRARIES)" in [01][01]) ;; *) echo "VISION_ARCHIVE and STRIP_LIBRARIES take 0 or 1" >&2; exit 2;; esac
 	mkdir -p "$(ARTIFACTS_DIR)"
+	rm -rf "$(ARTIFACTS_DIR)/_agentkit_vendor"
 	"$(PYTHON)" -m pip install $(PIP_LAMBDA_ARGS) --target "$(ARTIFACTS_DIR)" $(PIP_INSTALL_ARGS) -r "$(call requirements_path,$(1))"
 	$(foreach pkg,$(SOURCE_PACKAGES),rm -rf "$(ARTIFACTS_DIR)/$(pkg)" && cp -R "$(ROOT)/$(pkg)" "$(ARTIFACTS_DIR)/$(pkg)" &&) true
 	$(prune)
+	$(if $(filter 1,$(STRIP_LIBRARIES)),"$(PYTHON)" "$(ROOT)/scripts/lambda_package.py" strip "$(ARTIFACTS_DIR)")
+	$(if $(filter 1,$(VISION_ARCHIVE)),"$(PYTHON)" "$(ROOT)/scripts/lambda_package.py" pack "$(ARTIFACTS_DIR)" $(addprefix --dist ,$(VISION_ARCHIVE_DISTS)))
 endef
 
 # Files Lambda never uses: bytecode caches (the code is compiled on first import anyway), type

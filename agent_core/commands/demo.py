@@ -167,14 +167,15 @@ def demo(
     out = console(stderr=json_output)
     quiet_logs = not verbose
     if quiet_logs:
-        # Failures are reported at the end (retries, DLQ); log lines would break the progress bar.
         logging.getLogger("agent_core").setLevel(logging.CRITICAL)
     shape = load_shape(template).replace(
         maximum_batching_window_seconds=batching_window, maximum_concurrency=concurrency
     )
-    extra_env: dict[str, str | None] = {}
-    if quiet_logs:
-        extra_env = {"POWERTOOLS_LOG_LEVEL": "CRITICAL", "LOG_LEVEL": "CRITICAL"}
+    # Handler failures show up in the report (retries, DLQ); log lines would break the progress
+    # bar, so the handlers' logs and metrics are off unless --verbose.
+    extra_env: dict[str, str | None] = (
+        {"POWERTOOLS_LOG_LEVEL": "CRITICAL", "LOG_LEVEL": "CRITICAL"} if quiet_logs else {}
+    )
     out.print(
         f"Starting the Encord emulator ({fixture!r} fixture) and a moto server; queues: batch "
         f"{shape.batch_size}, window {shape.maximum_batching_window_seconds}s, concurrency "
@@ -187,26 +188,30 @@ def demo(
             fixture=fixture,
             agent_module=agent_module,
             shape=shape,
-            quiet_handlers=True,
-            extra_env=extra_env if quiet_logs else {"POWERTOOLS_LOG_LEVEL": "INFO"},
+            quiet_handlers=quiet_logs,
+            extra_env=extra_env,
         ) as stack,
     ):
         ticks: list[Any] = []
         stats: PollerStats | None = None
+        # Ticks as the schedule would fire them, until one finds nothing new to enqueue (tasks
+        # an agent moved into another agent stage are picked up by the next tick).
         for tick in range(1, max_ticks + 1):
             summary = stack.producer_tick()
             ticks.append(summary)
             enqueued = _enqueued(summary)
             if not json_output:
                 print_summary(summary, title=f"Producer tick {tick}", out=out)
-            if enqueued == 0 and tick > 1:
+            if enqueued == 0 and stats is not None:
                 break
             remaining = max(5.0, timeout - (time.monotonic() - started))
-            tick_stats = _drain_with_progress(stack, enqueued, remaining, out, json_output)
-            stats = _merge(stats, tick_stats)
+            stats = _merge(
+                stats, _drain_with_progress(stack, enqueued, remaining, out, json_output)
+            )
             if enqueued == 0:
                 break
-        assert stats is not None
+        if stats is None:  # unreachable: the first tick always drains
+            raise RuntimeError("no consumer run")
         report = _report(stack, stats, ticks, time.monotonic() - started)
     if json_output:
         print_json(report)

@@ -20,12 +20,16 @@ from urllib.parse import urlparse
 
 from agent_core.exceptions import DependencyError
 from agent_core.models import Frame
+from agent_core.vendored import ensure_vendored
 
 if TYPE_CHECKING:
     import numpy as np
     from encord.storage import StorageItem
     from encord.workflow.stages.agent import AgentTask
     from numpy.typing import NDArray
+
+# numpy and cv2 may ship zipped (the vision Lambda build); every import of them here comes later.
+ensure_vendored()
 
 __all__ = [
     "ASSET_DIR_PREFIX",

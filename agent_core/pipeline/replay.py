@@ -401,7 +401,7 @@ def replay_dlq(
         deadline=time.monotonic() + timeout_seconds,
     )
     sender = BatchSender(client=sqs, queue_url=work_queue_url)
-    target = limit if limit is not None else None
+    target = limit
     try:
         for batch in scanner.batches():
             result.scanned += len(batch)
@@ -415,9 +415,10 @@ def replay_dlq(
                 chosen.append(message)
             result.messages.extend(chosen)
             if chosen and not dry_run:
-                _move(sqs, sender, dlq_url, chosen, result)
-                # Replayed messages are gone from the DLQ; only the rest is released at the end.
-                scanner.forget(chosen)
+                sent = _move(sqs, sender, dlq_url, chosen, result)
+                # Sent messages are gone from the DLQ (or about to be); the rest, including any
+                # that could not be sent, is released at the end.
+                scanner.forget(sent)
             if on_progress is not None:
                 on_progress(result.matched if dry_run else result.replayed, target or total)
             if target is not None and result.matched >= target:
@@ -453,7 +454,7 @@ def _move(
     dlq_url: str,
     messages: Sequence[DlqMessage],
     result: ReplayResult,
-) -> None:
+) -> list[DlqMessage]:
     outgoing = [
         OutgoingMessage(key=m.message_id, body=m.body, attributes=_replayed_attributes(m))
         for m in messages
@@ -484,6 +485,7 @@ def _move(
                 f"{chunk[int(bad['Id'][1:])].message_id}: sent, but not deleted from the DLQ "
                 f"({bad.get('Code', '')}); it will be replayed again next time"
             )
+    return sent
 
 
 def _start_move_task(sqs: SQSClient, dlq_url: str, work_queue_url: str) -> str | None:

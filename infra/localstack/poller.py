@@ -206,6 +206,7 @@ class LocalPoller:
         )
         self._rng = random.Random(self.faults.seed)
         self._lock = threading.Lock()
+        self._receive_lock = threading.Lock()
         self._in_flight = 0
         self._pending_duplicates: collections.deque[dict[str, Any]] = collections.deque()
 
@@ -316,6 +317,13 @@ class LocalPoller:
         return self._inject_duplicates(batch)
 
     def _receive(self, max_messages: int, wait_seconds: int) -> list[dict[str, Any]]:
+        # One ReceiveMessage at a time: moto's receive is not atomic, and two concurrent calls
+        # can both take the same message, an accidental duplicate that would blur the stats
+        # (duplicates are injected deliberately, see PollerFaults).
+        with self._receive_lock:
+            return self._receive_unlocked(max_messages, wait_seconds)
+
+    def _receive_unlocked(self, max_messages: int, wait_seconds: int) -> list[dict[str, Any]]:
         response = self._sqs.receive_message(
             QueueUrl=self.queue_url,
             MaxNumberOfMessages=max_messages,

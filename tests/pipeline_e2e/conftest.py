@@ -6,8 +6,6 @@ both seeds its own project and creates its own queues and table, so tests never 
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,17 +16,14 @@ import pytest
 if TYPE_CHECKING:
     from infra.emulator import Emulator
     from infra.localstack.moto import MotoServer
-    from infra.localstack.resources import PipelineShape
     from infra.localstack.stack import LocalStack
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
 if str(HERE) not in sys.path:
     # The test agent is loaded through AGENT_MODULE="e2e_agents:make_runner", as in Lambda.
     sys.path.insert(0, str(HERE))
 
-AGENT_MODULE = "e2e_agents:make_runner"
-MAX_RECEIVE_COUNT = 3
+from e2e_helpers import AGENT_MODULE, fast_shape  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -42,22 +37,6 @@ def moto_server() -> Iterator[MotoServer]:
 @pytest.fixture
 def sqs(moto_server: MotoServer) -> Any:
     return moto_server.client("sqs")
-
-
-def fast_shape(**changes: Any) -> PipelineShape:
-    """template.yaml's shape with short timeouts, so that retries happen within seconds."""
-    from infra.localstack.resources import PipelineShape
-
-    return PipelineShape.from_template().replace(
-        **{
-            "maximum_batching_window_seconds": 0.2,
-            "max_receive_count": MAX_RECEIVE_COUNT,
-            "consumer_timeout_seconds": 20,
-            "visibility_timeout_seconds": 30,
-            "maximum_concurrency": 2,
-            **changes,
-        }
-    )
 
 
 @pytest.fixture
@@ -91,19 +70,3 @@ def make_stack(emulator: Emulator, moto_server: MotoServer) -> Iterator[Callable
         for stack in reversed(stacks):
             stack.close()
         e2e_agents.reset()
-
-
-def run_cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120.0
-) -> subprocess.CompletedProcess[str]:
-    """Run ``agentkit`` in a subprocess (a real process, as a user would), bounded by a timeout."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "agent_core.cli", *args],
-        cwd=REPO,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import os
 import threading
+from typing import Any
 
 from encord.objects import LabelRowV2
 from encord.workflow.stages.agent import AgentTask
@@ -25,7 +26,7 @@ from agent_core import QueueRunner
 
 FLAKY_FAILURES = 2
 
-E2E_FIXTURE = {
+E2E_FIXTURE: dict[str, Any] = {
     "title": "End-to-end two-stage project",
     "workflow": {
         "start": "triage",
@@ -67,6 +68,15 @@ E2E_FIXTURE = {
         },
         {"count": 4, "title": "chk_{index:02d}.jpg", "stage": "check", "width": 64, "height": 48},
         {"count": 2, "title": "redo_{index:02d}.jpg", "stage": "check", "width": 64, "height": 48},
+    ],
+}
+
+
+# The same project without the failing items, for tests that do not need retries.
+E2E_FIXTURE_NO_FAILURES = {
+    **E2E_FIXTURE,
+    "media": [
+        m for m in E2E_FIXTURE["media"] if not str(m["title"]).startswith(("flaky", "broken"))
     ],
 }
 

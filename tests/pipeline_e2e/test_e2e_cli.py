@@ -6,7 +6,7 @@ import json
 import os
 from collections.abc import Callable
 
-from conftest import HERE, run_cli
+from e2e_helpers import HERE, run_cli
 
 from infra.localstack.stack import LocalStack
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conftest import REPO, run_cli
+from e2e_helpers import REPO, run_cli
 
 from agent_core.message import DlqAttributes, parse_envelope
 from infra.localstack.moto import MotoServer

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import run_cli
+from e2e_helpers import run_cli
 
 from agent_core.exceptions import ConfigurationError
 from agent_core.message import DlqAttributes, TaskEnvelope
