@@ -22,12 +22,31 @@ DEFAULT_NAMESPACE = "agentkit"
 _log = logging.getLogger(__name__)
 
 
+def tracing_enabled() -> bool:
+    """Whether a Powertools Tracer would record anything in this process.
+
+    Powertools' own rule: off with POWERTOOLS_TRACE_DISABLED, outside Lambda (no
+    LAMBDA_TASK_ROOT) and under ``sam local`` or Chalice's local mode.
+    """
+    from aws_lambda_powertools.shared import constants
+    from aws_lambda_powertools.shared.functions import resolve_truthy_env_var_choice
+
+    if resolve_truthy_env_var_choice(env=os.getenv(constants.TRACER_DISABLED_ENV, "false")):
+        return False
+    if not os.getenv(constants.LAMBDA_TASK_ROOT_ENV):
+        return False
+    return not (os.getenv(constants.SAM_LOCAL_ENV) or os.getenv(constants.CHALICE_LOCAL_ENV))
+
+
 def make_tracer(service: str) -> Tracer | None:
-    """A Powertools Tracer, or None when the X-Ray SDK is not installed in the package.
+    """A Powertools Tracer, or None when tracing is off or the X-Ray SDK is not installed.
 
     Tracing is optional: a function packaged without aws-xray-sdk must still run, untraced.
-    With POWERTOOLS_TRACE_DISABLED=true (local runs, tests) the Tracer does nothing.
+    A disabled Tracer still imports aws_xray_sdk, whose recorder builds two botocore clients at
+    import (~0.3 s and ~15 MB of every cold start), so when tracing is off none is created.
     """
+    if not tracing_enabled():
+        return None
     try:
         from aws_lambda_powertools import Tracer
 

@@ -7,7 +7,6 @@ The Encord side comes from tests/conftest.py (the emulator, ``basic_project``, `
 from __future__ import annotations
 
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,54 +24,6 @@ if str(HERE) not in sys.path:
 from pipeline_helpers import MAX_RECEIVE_COUNT, REGION, Pipeline, create_pipeline  # noqa: E402
 
 
-class AtomicDynamoDB:
-    """WSGI middleware that runs moto's DynamoDB requests one at a time.
-
-    DynamoDB applies a conditional write atomically; moto checks the condition and writes
-    without a lock, so two parallel claims of one lease can both succeed against it. Serialising
-    DynamoDB calls restores AWS's guarantee (SQS calls, long polls included, stay concurrent).
-    """
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.lock = threading.Lock()
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        if not str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith("DynamoDB_"):
-            return self.app(environ, start_response)
-        with self.lock:
-            result = self.app(environ, start_response)
-            try:
-                return [b"".join(result)]
-            finally:
-                close = getattr(result, "close", None)
-                if close is not None:
-                    close()
-
-
-def start_moto_server() -> Any:
-    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
-    from moto.moto_server.werkzeug_app import (
-        DomainDispatcherApplication,
-        MotoRequestHandler,
-        create_backend_app,
-    )
-    from werkzeug.serving import make_server
-
-    class Server(ThreadedMotoServer):
-        def _server_entry(self) -> None:
-            app = AtomicDynamoDB(DomainDispatcherApplication(create_backend_app))
-            self._server = make_server(
-                self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
-            )
-            self._server_ready_event.set()
-            self._server.serve_forever()
-
-    server = Server(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    return server
-
-
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     import logging
@@ -80,12 +31,11 @@ def moto_endpoint() -> Iterator[str]:
     # One access-log line per AWS call drowns the output of a failing test.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
-    server = start_moto_server()
-    try:
-        _, port = server.get_host_and_port()
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+    # DynamoDB requests are served one at a time there, as conditional writes must be atomic.
+    from infra.localstack.moto import MotoServer
+
+    with MotoServer.start(region=REGION) as server:
+        yield server.endpoint_url
 
 
 def _clear_aws_caches() -> None:

@@ -1,0 +1,307 @@
+"""What the sections share: options, one emulator and one moto server, fixtures, counters and
+the subprocess worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from infra.emulator import Emulator
+    from infra.localstack import LocalStack, MotoServer
+
+REPO = Path(__file__).resolve().parents[2]
+STAGE = "Agent 1"
+PATHWAY = "complete"
+# The Encord API (REST and RPC), not the media behind signed URLs.
+ENCORD_API_ROUTES = r"re:^(RPC |[A-Z]+ /v2/)"
+
+SECTIONS = ("requests", "producer", "throughput", "coldstart", "memory", "package")
+
+
+class BenchError(RuntimeError):
+    """A measurement could not be made or its run did not do the work it should have."""
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """Sizes of every measurement; the defaults make a run of a few minutes."""
+
+    sections: tuple[str, ...] = SECTIONS
+    # 1. Encord requests per task in the consumer.
+    request_kinds: tuple[str, ...] = ("task_only", "label_row", "label_row_storage", "save_priority")
+    request_warm_batches_1: int = 5
+    request_warm_batches_10: int = 3
+    request_baseline_tasks: int = 5
+    # 2. Producer.
+    producer_tasks: int = 1000
+    # 3. CPU per task and end-to-end throughput.
+    cpu_batches: int = 5
+    e2e_tasks: int = 200
+    latency_ms: float = 20.0
+    model_ms: float = 50.0
+    e2e_timeout_seconds: float = 300.0
+    # 4. Cold start.
+    cold_runs: int = 7
+    # 5. Peak memory.
+    image_count: int = 10
+    image_width: int = 1920
+    image_height: int = 1080
+    video_width: int = 1920
+    video_height: int = 1080
+    video_fps: float = 30.0
+    video_seconds: float = 30.0
+    short_video_seconds: float = 10.0
+    # 6. Lambda package sizes.
+    package_timeout_seconds: float = 1800.0
+
+    @classmethod
+    def quick(cls, **changes: Any) -> BenchOptions:
+        """Tiny sizes: every section in well under a minute (the smoke test)."""
+        tiny = cls(
+            request_kinds=("task_only", "label_row"),
+            request_warm_batches_1=1,
+            request_warm_batches_10=1,
+            request_baseline_tasks=2,
+            producer_tasks=100,
+            cpu_batches=1,
+            e2e_tasks=20,
+            latency_ms=5.0,
+            model_ms=10.0,
+            e2e_timeout_seconds=60.0,
+            cold_runs=1,
+            image_count=3,
+            image_width=640,
+            image_height=360,
+            video_width=320,
+            video_height=240,
+            video_fps=10.0,
+            video_seconds=3.0,
+            short_video_seconds=1.0,
+        )
+        return replace(tiny, **changes)
+
+
+def project_spec(
+    title: str,
+    count: int,
+    *,
+    kind: str = "image",
+    width: int = 320,
+    height: int = 240,
+    fps: float = 10.0,
+    duration: float = 3.0,
+) -> dict[str, Any]:
+    """A one-agent-stage project (START -> Agent 1 -complete-> Complete) of ``count`` items."""
+    media: dict[str, Any] = {
+        "kind": kind,
+        "count": count,
+        "width": width,
+        "height": height,
+        "title": "image_{index:05d}.jpg" if kind == "image" else "video_{index:03d}.mp4",
+    }
+    if kind == "video":
+        media.update({"fps": fps, "duration": duration})
+    return {
+        "title": title,
+        "workflow": {
+            "start": STAGE,
+            "stages": [
+                {"title": STAGE, "type": "AGENT", "pathways": [{"name": PATHWAY, "to": "Complete"}]},
+                {"title": "Complete", "type": "DONE"},
+            ],
+        },
+        "media": [media],
+    }
+
+
+class BenchContext:
+    """One emulator and one moto server for the whole run, started when first needed."""
+
+    def __init__(self, options: BenchOptions, workdir: Path) -> None:
+        self.options = options
+        self.workdir = workdir
+        self._emulator: Emulator | None = None
+        self._moto: MotoServer | None = None
+
+    @property
+    def emulator(self) -> Emulator:
+        if self._emulator is None:
+            from infra.emulator import Emulator
+
+            self._emulator = Emulator.start(port=0, fixture=None, seed=0)
+        return self._emulator
+
+    @property
+    def moto(self) -> MotoServer:
+        if self._moto is None:
+            from infra.localstack import MotoServer
+
+            self._moto = MotoServer.start()
+        return self._moto
+
+    def stack(
+        self,
+        fixture: Mapping[str, Any],
+        agent_module: str,
+        *,
+        extra_env: Mapping[str, str | None] | None = None,
+    ) -> LocalStack:
+        """A LocalStack (queues, lease table, handler environment) on the shared servers."""
+        from infra.localstack import LocalStack
+
+        return LocalStack(
+            fixture=dict(fixture),
+            agent_module=agent_module,
+            emulator=self.emulator,
+            moto=self.moto,
+            extra_env=extra_env,
+        )
+
+    def encord_requests(self) -> Counter[str]:
+        """Encord API requests received so far, by route (media downloads excluded)."""
+        from infra.emulator.counters import BLOB_ROUTE_PREFIXES
+
+        snapshot = self.emulator.counters.snapshot()
+        return Counter({k: n for k, n in snapshot.items() if not k.startswith(BLOB_ROUTE_PREFIXES)})
+
+    def close(self) -> None:
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
+        if self._emulator is not None:
+            self._emulator.stop()
+            self._emulator = None
+
+
+class CallCounter:
+    """Counts the API calls boto3 clients make (one per call, whatever the retries)."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def attach(self, client: Any) -> Any:
+        # botocore's emitter is hierarchical: "before-call" sees every before-call.<svc>.<op>.
+        client.meta.events.register("before-call", self._count)
+        return client
+
+    def _count(self, model: Any, **_: Any) -> None:
+        name = f"{model.service_model.endpoint_prefix}.{model.name}"
+        with self._lock:
+            self.calls[name] += 1
+
+    def total(self, service: str) -> int:
+        with self._lock:
+            return sum(n for k, n in self.calls.items() if k.startswith(service + "."))
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.calls)
+
+
+def diff(after: Mapping[str, int], before: Mapping[str, int]) -> dict[str, int]:
+    return {k: n - before.get(k, 0) for k, n in after.items() if n - before.get(k, 0)}
+
+
+def receive_events(stack: LocalStack, count: int, batch_size: int) -> list[dict[str, Any]]:
+    """SQS events (Lambda's shape) of ``batch_size`` records holding ``count`` queued messages.
+
+    The messages stay in flight (not deleted), as during a Lambda invocation.
+    """
+    from infra.localstack.events import record_from_message, sqs_event
+
+    sqs = stack.sqs()
+    url = stack.queues.work_queue_url
+    arn = stack.queues.work_queue_arn
+    records: list[dict[str, Any]] = []
+    for _ in range(count // 10 + 20):
+        if len(records) >= count:
+            break
+        reply = sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=min(10, count - len(records)),
+            WaitTimeSeconds=1,
+            VisibilityTimeout=900,
+            MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        )
+        records += [record_from_message(m, queue_arn=arn) for m in reply.get("Messages", [])]
+    if len(records) < count:
+        raise BenchError(f"expected {count} messages on the work queue, received {len(records)}")
+    return [sqs_event(records[i : i + batch_size]) for i in range(0, count, batch_size)]
+
+
+def worker_env(**overrides: str | None) -> dict[str, str]:
+    """The current environment (the stack's, when one is active) with ``overrides`` applied."""
+    env = dict(os.environ)
+    for name, value in overrides.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
+def run_worker(
+    mode: str, args: Mapping[str, Any], *, env: Mapping[str, str], timeout: float = 300.0
+) -> dict[str, Any]:
+    """Run ``infra.bench.worker MODE`` in a fresh interpreter and return its JSON result."""
+    with tempfile.TemporaryDirectory(prefix="agentkit-bench-") as scratch:
+        source, target = Path(scratch) / "in.json", Path(scratch) / "out.json"
+        source.write_text(json.dumps(args))
+        try:
+            completed = subprocess.run(
+                [sys.executable, "-m", "infra.bench.worker", mode, str(source), str(target)],
+                cwd=REPO,
+                env=dict(env),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise BenchError(f"the {mode} worker did not finish within {timeout:.0f} s") from None
+        if completed.returncode != 0 or not target.exists():
+            tail = "\n".join(completed.stderr.strip().splitlines()[-12:])
+            raise BenchError(f"the {mode} worker failed (exit {completed.returncode}):\n{tail}")
+        result: dict[str, Any] = json.loads(target.read_text())
+        return result
+
+
+@contextlib.contextmanager
+def fault(emulator: Emulator, **rule: Any) -> Iterator[Any]:
+    """A fault rule on the emulator for the duration of the block."""
+    from infra.emulator import FaultRule
+
+    added = FaultRule(**rule)
+    emulator.faults.add(added)
+    try:
+        yield added
+    finally:
+        emulator.faults.remove(added)
+
+
+@dataclass
+class Step:
+    """A progress callback the sections report to: ``step("what is running now")``."""
+
+    callback: Callable[[str], None] | None = None
+    log: list[str] = field(default_factory=list)
+
+    def __call__(self, text: str) -> None:
+        self.log.append(text)
+        if self.callback is not None:
+            self.callback(text)
