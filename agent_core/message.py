@@ -20,6 +20,11 @@ ENVELOPE_VERSION = 1
 SQS_MAX_MESSAGE_BYTES = 1_048_576
 SQS_MAX_BATCH_BYTES = 1_048_576
 SQS_MAX_BATCH_ENTRIES = 10
+# Ends the error of a message no agentkit producer could have written: what the operator does.
+FOREIGN_MESSAGE_HINT = (
+    "Only the agentkit producer and `agentkit dlq replay` write to the work queue: find what else "
+    "sends to it. The message is kept in the DLQ (`agentkit dlq inspect`)."
+)
 
 
 class TaskEnvelope(BaseModel):
@@ -58,10 +63,13 @@ def parse_envelope(body: str) -> TaskEnvelope:
         raw = json.loads(body)
     except (json.JSONDecodeError, TypeError) as exc:
         raise PoisonMessageError(
-            f"message body is not JSON ({exc.msg if hasattr(exc, 'msg') else exc})"
+            f"message body is not JSON ({exc.msg if hasattr(exc, 'msg') else exc}). "
+            f"{FOREIGN_MESSAGE_HINT}"
         ) from None
     if not isinstance(raw, dict):
-        raise PoisonMessageError(f"message body is JSON {type(raw).__name__}, expected an object")
+        raise PoisonMessageError(
+            f"message body is JSON {type(raw).__name__}, expected an object. {FOREIGN_MESSAGE_HINT}"
+        )
     version = raw.get("version")
     if version != ENVELOPE_VERSION:
         raise PoisonMessageError(
@@ -76,11 +84,13 @@ def parse_envelope(body: str) -> TaskEnvelope:
             for err in exc.errors()
         )
         raise PoisonMessageError(
-            f"message does not match the task envelope schema: {problems}"
+            f"message does not match the task envelope schema: {problems}. {FOREIGN_MESSAGE_HINT}"
         ) from None
     for field in ("uuid", "data_hash"):
         if not envelope.task.get(field):
-            raise PoisonMessageError(f"task spec in the message has no {field!r}")
+            raise PoisonMessageError(
+                f"task spec in the message has no {field!r}. {FOREIGN_MESSAGE_HINT}"
+            )
     return envelope
 
 

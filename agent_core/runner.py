@@ -22,6 +22,7 @@ import typer
 
 from agent_core.exceptions import AgentkitError, ConfigurationError
 from agent_core.models import LabelRowInitialiseLabelsArgs, LabelRowMetadataIncludeArgs
+from agent_core.redaction import redact
 from agent_core.runner_base import (
     DecoratedCallable,
     RunnerAgent,
@@ -259,7 +260,7 @@ class Runner(RunnerBase):
                             item.task_uuid,
                             stage.title,
                             max(item.attempts, 1),
-                            item.outcome.traceback or item.outcome.error,
+                            redact(item.outcome.traceback or item.outcome.error or ""),
                         )
                 progress.update(bar, summary=_summary(counts))
                 fatal = first_fatal(items)

@@ -42,6 +42,7 @@ from agent_core.models import (
     TaskOutcome,
     TaskStatus,
 )
+from agent_core.redaction import redact
 
 if TYPE_CHECKING:
     from encord.objects.ontology_labels_impl import LabelRowV2
@@ -191,16 +192,37 @@ class RunnerBase:
         from encord.exceptions import (
             AuthenticationError,
             AuthorisationError,
+            RequestException,
             ResourceNotFoundError,
+            TimeOutError,
         )
+
+        from agent_core.exceptions import CredentialsError
+        from agent_core.settings import EncordSettings
 
         try:
             project = self.client.get_project(project_hash)
-        except (AuthorisationError, AuthenticationError, ResourceNotFoundError) as exc:
+        except AuthenticationError:
+            raise CredentialsError(
+                f"Encord did not accept the configured key when opening project {project_hash} "
+                "(AuthenticationError): no Encord user has this key. Add its public key to the "
+                "Encord account (Settings > Public keys), or configure the private key that is "
+                "registered there."
+            ) from None
+        except (AuthorisationError, ResourceNotFoundError) as exc:
             raise ConfigurationError(
                 f"Cannot open project {project_hash} ({type(exc).__name__}): check the hash and "
                 "that the Encord key's user is a member of the project."
             ) from None
+        except (RequestException, TimeOutError) as exc:
+            # Transient or a wrong address: the SDK already retried. The queue retries the
+            # messages; the text must name the address, which the SDK's own message buries.
+            raise ConfigurationError(
+                f"Could not reach Encord at {EncordSettings().domain} to open project "
+                f"{project_hash} ({type(exc).__name__}, after the SDK's retries). Check "
+                "ENCORD_DOMAIN and the network path to it (a Lambda in a VPC needs a NAT "
+                "gateway); queued tasks are retried."
+            ) from exc
         self._agent_stages(project)  # validates that it is a workflow project with agent stages
         return project
 
@@ -389,6 +411,10 @@ class WorkItem:
         else:
             message = error
         pathway = self.pathway if status == "succeeded" else None
+        # An outcome is reported, logged and parked in the DLQ: it must not carry the key, even
+        # when the agent's own error text quotes it.
+        message = redact(message) if message else message
+        tb = redact(tb) if tb else tb
         self.outcome = TaskOutcome(
             item_id=self.item_id,
             task_uuid=self.task_uuid,
@@ -508,19 +534,21 @@ def _run_one(
             except KeyboardInterrupt:
                 raise
             except NON_RETRYABLE as exc:
-                log.error("Task %s: %s", item.task_uuid, exc)
+                log.error("Task %s: %s", item.task_uuid, redact(str(exc)))
                 item.finish("failed", error=exc, retryable=False)
                 return
             except Exception as exc:
+                # The agent's error text is not ours to trust: it may quote the key.
                 log.warning(
-                    "Task %s: attempt %d/%d of %s failed: %r",
+                    "Task %s: attempt %d/%d of %s failed: %s",
                     item.task_uuid,
                     attempt,
                     num_retries + 1,
                     agent.function_name,
-                    exc,
-                    exc_info=log.isEnabledFor(logging.DEBUG),
+                    redact(repr(exc)),
                 )
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("%s", redact("".join(traceback.format_exception(exc))))
                 if attempt > num_retries:
                     item.finish("failed", error=exc, retryable=True)
                     return

@@ -66,8 +66,19 @@ class PipelineSettings(BaseSettings):
 
 
 def load_ssh_key(settings: EncordSettings | None = None) -> SecretStr:
-    """Return the Encord private key, or raise one CredentialsError that says how to provide it."""
-    settings = settings or EncordSettings()
+    """Return the Encord private key, or raise one CredentialsError that says how to provide it.
+
+    The key is also handed to ``agent_core.redaction``, so that its text is scrubbed from logs
+    and error reports from then on.
+    """
+    from agent_core.redaction import remember_secret
+
+    key = _find_ssh_key(settings or EncordSettings())
+    remember_secret(key.get_secret_value())
+    return key
+
+
+def _find_ssh_key(settings: EncordSettings) -> SecretStr:
     if settings.ssh_key is not None and settings.ssh_key.get_secret_value().strip():
         return settings.ssh_key
     if settings.ssh_key_file is not None:

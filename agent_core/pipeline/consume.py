@@ -16,7 +16,6 @@ import base64
 import hashlib
 import json
 import logging
-import re
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -27,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
 from agent_core.exceptions import CredentialsError, PoisonMessageError
-from agent_core.message import DlqAttributes, TaskEnvelope, parse_envelope
+from agent_core.message import FOREIGN_MESSAGE_HINT, DlqAttributes, TaskEnvelope, parse_envelope
 from agent_core.pipeline.backoff import retry_visibility_seconds
 from agent_core.pipeline.leases import Claim, ClaimStatus, LeaseRequest, LeaseTable
 from agent_core.pipeline.loader import PipelineRunner
@@ -39,6 +38,7 @@ from agent_core.pipeline.sqs import (
     change_visibility,
     message_size,
 )
+from agent_core.redaction import install_log_redaction, redact
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Logger
@@ -65,15 +65,6 @@ Status = Literal[
 MAX_DLQ_ERROR_CHARS = 4_000
 # Unparsable messages are counted under this stage in metrics (no stage is known).
 INVALID_STAGE = "invalid"
-
-_PRIVATE_KEY_BLOCK = re.compile(
-    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|$)", re.S
-)
-
-
-def redact(text: str) -> str:
-    """Remove private key material from text that is about to leave the process."""
-    return _PRIVATE_KEY_BLOCK.sub("[redacted private key]", text)
 
 
 @dataclass
@@ -291,6 +282,9 @@ class Consumer:
             unique.setdefault(str(record.get("messageId", "")), record)
 
         dead: dict[str, OutgoingMessage] = {}  # message id -> its DLQ copy
+        # Lease writes that end the claimed runs. They go after the DLQ sends: a lease is marked
+        # parked only once its message's DLQ copy is really there.
+        finishers: list[Callable[[], None]] = []
         valid: list[_Valid] = []
         for message_id, record in unique.items():
             count = _receive_count(record)
@@ -320,21 +314,24 @@ class Consumer:
                 runnable = []
             if runnable:
                 self._claim(runnable, report, dead)
-                self._run([v for v in runnable if v.message_id not in report.results], report, dead)
+                claimed = [v for v in runnable if v.message_id not in report.results]
+                finishers = self._run(claimed, report, dead)
 
         self._send_dead_letters(dead, report)
+        self._run_all(finishers)
         self._apply_visibility(unique, report)
         return report
 
     def _parse(self, record: Mapping[str, Any]) -> TaskEnvelope:
         body = record.get("body")
         if not isinstance(body, str):
-            raise PoisonMessageError("record has no message body")
+            raise PoisonMessageError(f"record has no message body. {FOREIGN_MESSAGE_HINT}")
         size = message_size(body, lambda_to_sqs_attributes(record.get("messageAttributes")))
         if size > self.limits.max_message_bytes:
             raise PoisonMessageError(
                 f"message is {size} bytes (body and attributes); SQS and this consumer accept "
-                f"at most {self.limits.max_message_bytes}"
+                f"at most {self.limits.max_message_bytes}, and the producer never sends more. "
+                f"{FOREIGN_MESSAGE_HINT}"
             )
         return parse_envelope(body)
 
@@ -366,7 +363,9 @@ class Consumer:
                 known = ", ".join(f"{c.title!r} ({c.stage_uuid})" for c in configs.values())
                 problem = (
                     f"stage {envelope.stage_name or ''} ({envelope.stage_uuid}) has no function "
-                    f"in this runner; it implements: {known or 'no stages'}"
+                    f"in this runner; it implements: {known or 'no stages'}. Deploy the agent "
+                    "module that registers this stage (AGENT_MODULE), then replay the message "
+                    "from the DLQ (`agentkit dlq replay`)"
                 )
             if problem is None:
                 item.config = configs[envelope.stage_uuid]
@@ -436,6 +435,7 @@ class Consumer:
                         item.envelope.task_uuid,
                         str(item.envelope.stage_uuid),
                         item.envelope.project_hash,
+                        message_id=item.message_id,
                     ),
                     item.run_token,
                 )
@@ -451,6 +451,12 @@ class Consumer:
                 other = claim.previous.stage_uuid if claim.previous else "?"
                 result = self._result(
                     item, "skipped", f"stale message: the task is now leased for stage {other}"
+                )
+            elif claim.status is ClaimStatus.PARKED:
+                # SQS delivered a copy of a message whose last attempt already went to the DLQ:
+                # running it again would only park the task twice.
+                result = self._result(
+                    item, "skipped", "stale duplicate of a message already moved to the DLQ"
                 )
             elif claim.status is ClaimStatus.ERROR:
                 # Never run without a lease: a parallel duplicate could run too.
@@ -478,7 +484,8 @@ class Consumer:
         items: list[_Valid],
         report: ConsumeReport,
         dead: dict[str, OutgoingMessage],
-    ) -> None:
+    ) -> list[Callable[[], None]]:
+        """Run the claimed items, one run_batch per stage; returns their lease writes."""
         from agent_core.models import BatchItem
 
         groups: dict[UUID, list[_Valid]] = {}
@@ -517,7 +524,7 @@ class Consumer:
                 result, finisher = self._settle(item, outcome, title, dead)
                 report.results[item.message_id] = result
                 finishers.append(finisher)
-        self._run_all(finishers)
+        return finishers
 
     def _run_batch(
         self, stage_uuid: UUID, title: str, batch: list[BatchItem]
@@ -557,7 +564,7 @@ class Consumer:
             exc = outcome or RuntimeError("the runner returned no outcome for this message")
             result.error, result.error_type = str(exc), type(exc).__name__
             self._retry_or_dead_letter(item, result, retryable=True, dead=dead)
-            return result, self._lease_call(item, "fail", result.error)
+            return result, self._lease_call(item, "fail", result.error, result)
 
         result.duration_ms = outcome.duration_ms
         result.pathway_name = outcome.pathway_name
@@ -581,7 +588,7 @@ class Consumer:
                 },
             )
         self._retry_or_dead_letter(item, result, retryable=outcome.retryable, dead=dead)
-        return result, self._lease_call(item, "fail", result.error)
+        return result, self._lease_call(item, "fail", result.error, result)
 
     def _retry_or_dead_letter(
         self,
@@ -608,7 +615,11 @@ class Consumer:
         )
 
     def _lease_call(
-        self, item: _Valid, action: Literal["complete", "fail", "requeue"], error: str | None = None
+        self,
+        item: _Valid,
+        action: Literal["complete", "fail", "requeue"],
+        error: str | None = None,
+        result: RecordResult | None = None,
     ) -> Callable[[], None]:
         task_uuid, token = item.envelope.task_uuid, item.run_token
 
@@ -616,6 +627,10 @@ class Consumer:
             try:
                 if action == "complete":
                     held = self.leases.complete(task_uuid, token)
+                elif action == "fail" and result is not None and result.status == "dead_lettered":
+                    # Read when the lease is written, after the DLQ send: a failed send turned
+                    # the result back into a retry.
+                    held = self.leases.park(task_uuid, token, redact(error or ""), item.message_id)
                 elif action == "fail":
                     held = self.leases.fail(task_uuid, token, redact(error or ""))
                 else:
@@ -798,6 +813,7 @@ def handle_sqs_event(
 
     from agent_core.pipeline.observability import emit_metrics
 
+    install_log_redaction(logger)
     records = list(event.get("Records") or [])
     if not records:
         logger.warning("consumer: event without SQS records", extra={"keys": sorted(event)[:10]})
@@ -828,7 +844,7 @@ def handle_sqs_event(
         finally:
             logger.thread_safe_remove_keys(["correlation_id"])
         if result.report_failure:
-            raise RecordNotDone(f"{result.status}: {result.error or ''}"[:200])
+            raise RecordNotDone(redact(f"{result.status}: {result.error or ''}")[:200])
         return result.status
 
     # Every record may legitimately go back (all deferred near the timeout): that is a partial

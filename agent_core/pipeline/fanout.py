@@ -390,7 +390,9 @@ def handle_scheduled_event(
     """Run the producer for an EventBridge scheduled event; returns the run's summary."""
     from agent_core.exceptions import AgentkitError
     from agent_core.pipeline.observability import emit_metrics
+    from agent_core.redaction import install_log_redaction
 
+    install_log_redaction(logger)
     try:
         report = produce_from_environment(context, logger=logger)
     except AgentkitError as exc:

@@ -11,6 +11,7 @@ The life of a lease (docs/LEASES.md has the reasoning and the failure cases):
     consumer  claim    -> running  (run_token, run_until = end of this invocation + margin)
               complete -> deleted  (succeeded or skipped)
               fail     -> failed   (kept: the retry or the DLQ copy still holds the task)
+              park     -> failed   (its DLQ copy was sent: parked_message names the message)
               requeue  -> queued   (deferred: handed back unrun)
 """
 
@@ -62,6 +63,9 @@ class Lease:
     run_until: int | None = None
     last_error: str | None = None
     claims: int = 0
+    # The message whose copy the consumer moved to the DLQ (state failed): any later delivery of
+    # it is a stale duplicate.
+    parked_message: str | None = None
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> Lease:
@@ -84,6 +88,7 @@ class Lease:
             run_until=n("run_until"),
             last_error=s("last_error"),
             claims=n("claims") or 0,
+            parked_message=s("parked_message"),
         )
 
     def is_live(self, now: float) -> bool:
@@ -95,6 +100,9 @@ class LeaseRequest:
     task_uuid: str
     stage_uuid: str
     project_hash: str
+    # The SQS message id of the delivery claiming (consumer only): a message already parked in
+    # the DLQ cannot claim again.
+    message_id: str = ""
 
 
 class ClaimStatus(StrEnum):
@@ -103,6 +111,8 @@ class ClaimStatus(StrEnum):
     RUNNING_ELSEWHERE = "running_elsewhere"
     # The task is leased for another stage: this message is a stale copy of a finished visit.
     OTHER_STAGE = "other_stage"
+    # This very message was already moved to the DLQ: a stale duplicate of its last delivery.
+    PARKED = "parked"
     # DynamoDB could not be reached or refused the write for another reason.
     ERROR = "error"
 
@@ -336,7 +346,8 @@ class LeaseTable:
                 ),
                 ConditionExpression=(
                     "attribute_not_exists(task_uuid) OR expires_at < :now OR "
-                    "(stage_uuid = :stage AND (#state <> :running OR run_until < :now))"
+                    "(stage_uuid = :stage AND (#state <> :running OR run_until < :now) AND "
+                    "(attribute_not_exists(parked_message) OR parked_message <> :message))"
                 ),
                 ExpressionAttributeNames={"#state": "state"},
                 ExpressionAttributeValues={
@@ -350,6 +361,9 @@ class LeaseTable:
                     ":none": {"S": ""},
                     ":zero": {"N": "0"},
                     ":one": {"N": "1"},
+                    # Never equal to a stored parked_message: a request without an id is not
+                    # checked against it.
+                    ":message": {"S": request.message_id or "-"},
                 },
                 ReturnValues="ALL_OLD",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
@@ -364,6 +378,8 @@ class LeaseTable:
                 return Claim(ClaimStatus.RUNNING_ELSEWHERE, retry_after_seconds=1)
             if blocking.stage_uuid != request.stage_uuid:
                 return Claim(ClaimStatus.OTHER_STAGE, previous=blocking)
+            if request.message_id and blocking.parked_message == request.message_id:
+                return Claim(ClaimStatus.PARKED, previous=blocking)
             left = (blocking.run_until or now) - now
             return Claim(
                 ClaimStatus.RUNNING_ELSEWHERE,
@@ -408,12 +424,27 @@ class LeaseTable:
         """Keep the lease as failed: the retry or the DLQ copy of the message still holds it."""
         return self._finish_run(task_uuid, run_token, LeaseState.FAILED, error)
 
+    def park(self, task_uuid: str, run_token: str, error: str, message_id: str) -> bool:
+        """Like ``fail``, once the message's copy is in the DLQ: the lease also names the message,
+        so that a stale duplicate of it (SQS delivers at least once) is dropped instead of running
+        the task again and parking it a second time. A replay sends a new message, which claims.
+        """
+        return self._finish_run(
+            task_uuid, run_token, LeaseState.FAILED, error, parked_message=message_id
+        )
+
     def requeue(self, task_uuid: str, run_token: str) -> bool:
         """The message was handed back unrun: it is queued again."""
         return self._finish_run(task_uuid, run_token, LeaseState.QUEUED, None)
 
     def _finish_run(
-        self, task_uuid: str, run_token: str, state: LeaseState, error: str | None
+        self,
+        task_uuid: str,
+        run_token: str,
+        state: LeaseState,
+        error: str | None,
+        *,
+        parked_message: str | None = None,
     ) -> bool:
         now = self._now()
         values: dict[str, Any] = {
@@ -425,6 +456,9 @@ class LeaseTable:
         if error is not None:
             update += ", last_error = :error"
             values[":error"] = {"S": _truncate(error) or "(no message)"}
+        if parked_message:
+            update += ", parked_message = :parked"
+            values[":parked"] = {"S": parked_message}
         try:
             self._client.update_item(
                 TableName=self.table_name,

@@ -5,6 +5,10 @@ handler on SQS events: CPU time per invocation and peak memory) or ``per-task`` 
 baseline consumer: CPU time per task). IN is a JSON file with the mode's arguments, OUT where the
 JSON result goes (stdout belongs to the handler's logs).
 
+``python -m infra.bench.worker serve`` is a warm consumer execution environment driven line by
+line (see ``infra.bench.lambdas``); ``python -m infra.bench.worker moto`` a moto server in a
+process of its own.
+
 Only the standard library is imported before the measured part, so that the cold-start figures
 are those of the modules measured plus an interpreter, the same for the kit and its baseline.
 """
@@ -97,12 +101,84 @@ def run_per_task(args: dict[str, Any]) -> dict[str, Any]:
     return {"tasks": tasks, "peak_rss_mb": peak_rss_mb()}
 
 
-MODES = {"import": run_import, "consume": run_consume, "per-task": run_per_task}
+def serve(args: dict[str, Any]) -> dict[str, Any]:
+    """A consumer execution environment: one invocation per line on stdin, until EOF.
+
+    With ``args["warm"]`` the runner (project, ontology, Encord client) and the AWS clients are
+    loaded before the ready line, as in an environment that has already served an invocation.
+
+    Requests are ``{"event": ..., "remaining_ms": n}``; each gets one reply line, ``{"response":
+    ...}`` or ``{"error": "..."}``, on the original stdout. The handler's own output (logs, EMF)
+    is moved to stderr so that it cannot interleave with the replies.
+    """
+    import os
+    import traceback
+
+    replies = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    from agent_core.pipeline.context import LocalLambdaContext
+    from handlers.consumer import lambda_handler
+
+    if args.get("warm"):
+        from agent_core.pipeline.clients import dynamodb_client, sqs_client
+        from agent_core.pipeline.loader import get_runner
+        from agent_core.settings import PipelineSettings
+
+        get_runner(PipelineSettings())
+        sqs_client()
+        dynamodb_client()
+    replies.write(json.dumps({"ready": True}) + "\n")
+    invocations = 0
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        request = json.loads(line)
+        context = LocalLambdaContext(
+            function_name="ConsumerFunction", timeout_ms=int(request["remaining_ms"])
+        )
+        try:
+            reply: dict[str, Any] = {"response": lambda_handler(request["event"], context)}
+        except Exception as exc:
+            reply = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+        invocations += 1
+        replies.write(json.dumps(reply) + "\n")
+    return {"invocations": invocations, "peak_rss_mb": peak_rss_mb()}
+
+
+def serve_moto(_: dict[str, Any]) -> dict[str, Any]:
+    """A moto server in this process: prints its endpoint on stdout, serves until stdin closes."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    print(json.dumps({"endpoint_url": f"http://{host}:{port}"}), flush=True)
+    sys.stdin.read()
+    server.stop()
+    return {}
+
+
+MODES = {
+    "import": run_import,
+    "consume": run_consume,
+    "per-task": run_per_task,
+    "serve": serve,
+    "moto": serve_moto,
+}
 
 
 def main(argv: list[str]) -> int:
+    if argv and argv[0] in ("serve", "moto") and len(argv) <= 2:
+        MODES[argv[0]]({"warm": argv[1:] == ["--warm"]})
+        return 0
     if len(argv) != 3 or argv[0] not in MODES:
-        print(f"usage: python -m infra.bench.worker {{{','.join(MODES)}}} IN.json OUT.json")
+        print(
+            f"usage: python -m infra.bench.worker {{{','.join(MODES)}}} IN.json OUT.json\n"
+            "       python -m infra.bench.worker serve [--warm] | moto   (line protocol)"
+        )
         return 2
     mode, source, target = argv
     result = MODES[mode](json.loads(Path(source).read_text()))

@@ -51,7 +51,10 @@ def soak_fixture(triage_tasks: int, check_tasks: int) -> dict[str, Any]:
                 {
                     "title": TRIAGE,
                     "type": "AGENT",
-                    "pathways": [{"name": "keep", "to": CHECK}, {"name": "drop", "to": "Discarded"}],
+                    "pathways": [
+                        {"name": "keep", "to": CHECK},
+                        {"name": "drop", "to": "Discarded"},
+                    ],
                 },
                 {
                     "title": CHECK,
@@ -143,5 +146,58 @@ def make_soak_runner() -> QueueRunner:
     def check(task: AgentTask) -> str:
         _call(CHECK, task.data_title)
         return pathway_for(CHECK, task.data_title)
+
+    return runner
+
+
+# -- the bad-input tests ------------------------------------------------------------------------
+
+WORK = "work"
+# One stage; the title says what its function does: ok_* -> "done", badpath_* returns a pathway
+# the stage lacks, badtype_* returns a number, fails_* raises, leak_* raises with the Encord key
+# (read from the environment) in its message.
+EDGE_FIXTURE: dict[str, Any] = {
+    "title": "Bad-input project",
+    "workflow": {
+        "start": WORK,
+        "stages": [
+            {"title": WORK, "type": "AGENT", "pathways": [{"name": "done", "to": "Complete"}]},
+            {"title": "Complete", "type": "DONE"},
+        ],
+    },
+    "media": [
+        {"count": 6, "title": "ok_{index:02d}.jpg", "width": 16, "height": 16},
+        {"count": 1, "title": "badpath_{index:02d}.jpg", "width": 16, "height": 16},
+        {"count": 1, "title": "badtype_{index:02d}.jpg", "width": 16, "height": 16},
+        {"count": 1, "title": "fails_{index:02d}.jpg", "width": 16, "height": 16},
+        {"count": 1, "title": "leak_{index:02d}.jpg", "width": 16, "height": 16},
+    ],
+}
+
+
+def _configured_key() -> str:
+    from agent_core.settings import load_ssh_key
+
+    return load_ssh_key().get_secret_value()
+
+
+def make_edge_runner() -> QueueRunner:
+    runner = QueueRunner(project_hash=os.environ["PROJECT_HASH"])
+
+    @runner.stage(WORK)
+    def work(task: AgentTask) -> Any:
+        title = task.data_title
+        with _lock:
+            CALLS[(WORK, title)] += 1
+        if title.startswith("badpath"):
+            return "no-such-pathway"
+        if title.startswith("badtype"):
+            return 42
+        if title.startswith("fails"):
+            raise SoakFailure(f"{WORK} cannot handle {title}")
+        if title.startswith("leak"):
+            # A careless agent: the key it was given ends up in its error message.
+            raise RuntimeError(f"signing failed with key {_configured_key()}")
+        return "done"
 
     return runner
