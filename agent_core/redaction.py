@@ -66,13 +66,6 @@ def remember_secret(secret: str) -> None:
         _fragments = tuple(sorted(merged, key=len, reverse=True))
 
 
-def forget_secrets() -> None:
-    """Forget every remembered secret (tests that switch keys)."""
-    global _fragments
-    with _lock:
-        _fragments = ()
-
-
 def redact(text: str) -> str:
     """``text`` without private-key blocks or fragments of a key this process has loaded."""
     if not text:

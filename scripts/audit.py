@@ -221,11 +221,12 @@ def main(argv: list[str] | None = None) -> int:
 
     findings = sum(len(r.findings) for r in results.values())
     unknown = sorted({n for r in results.values() for n in r.skipped})
-    for target, result in results.items():
-        state = f"{len(result.findings)} known vulnerabilities" if result.findings else "clean"
-        print(f"{target}: {len(result.audited)} packages audited, {state}")
-        for line in describe(result.findings):
-            print(line)
+    if not args.json:
+        for target, result in results.items():
+            state = f"{len(result.findings)} known vulnerabilities" if result.findings else "clean"
+            print(f"{target}: {len(result.audited)} packages audited, {state}")
+            for line in describe(result.findings):
+                print(line)
     if findings:
         return _verdict(args, results, f"{findings} known vulnerabilities", EXIT_VULNERABLE)
     if unknown:

@@ -59,7 +59,9 @@ def video_frames() -> QueueRunner:
     runner = _runner()
 
     @runner.stage(STAGE)
-    def run(task: AgentTask, frames: Annotated[Iterator[Frame], Depends(dep_video_iterator)]) -> str:
+    def run(
+        task: AgentTask, frames: Annotated[Iterator[Frame], Depends(dep_video_iterator)]
+    ) -> str:
         for frame in frames:
             _count("frames", int(frame.content.shape[0] * frame.content.shape[1]))
             brightness(frame.content)

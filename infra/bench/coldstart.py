@@ -1,24 +1,28 @@
 """4. Cold start: importing the consumer handler and the agent in a fresh interpreter.
 
-Each measurement is a new interpreter (``worker import``) that times the import of the handler
-plus the agent module named by AGENT_MODULE (what a Lambda execution environment loads before its
-first batch) and reports its peak RSS. The baseline is the import the agent cannot do without:
-``encord.user_client``, plus numpy and cv2 for an agent that uses them. Runs alternate between
-kit and baseline (drift on a shared machine hits both) and the medians are compared.
+Each sample is a new interpreter (``worker import``) that times the import of the handler plus
+the agent module named by AGENT_MODULE (what a Lambda execution environment loads before its first
+batch: wall and CPU time) and reports its peak RSS (VmHWM). The baseline is the import the agent
+cannot do without: ``encord.user_client``, plus numpy and cv2 for an agent that uses them.
 
-The kit runs as it does outside a traced Lambda: a Powertools Tracer is only created when tracing
-is on (``agent_core.pipeline.observability.tracing_enabled``). With X-Ray active (the template's
-``Tracing: Active``), aws_xray_sdk is imported as well; that case is measured as information.
+A shared machine makes wall times swing by a fifth from one interpreter to the next, so kit and
+baseline run as adjacent pairs (their order alternating between rounds), and the ratio is the
+median of the per-pair ratios; the kit and baseline columns are the medians of each.
+
+The kit runs as outside a traced Lambda: a Powertools Tracer is only created when tracing is on
+(``agent_core.pipeline.observability.tracing_enabled``). With X-Ray active (the template's
+``Tracing: Active``) aws_xray_sdk is imported too; that case, a package without bytecode caches
+and the imports of the first invocation are measured as information.
 """
 
 from __future__ import annotations
 
 import statistics
 import tempfile
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from infra.bench.common import REPO, BenchContext, Step, run_worker, worker_env
+from infra.bench.common import REPO, BenchContext, BenchError, Step, run_worker, worker_env
 from infra.bench.results import Row, Target
 
 SECTION = "4 cold start"
@@ -26,147 +30,139 @@ RATIO_TARGET = Target("ratio_max", 1.10)
 
 PLAIN_AGENT = "infra.bench.agents_plain"
 VISION_AGENT = "infra.bench.agents_vision"
+HANDLER = "handlers.consumer"
 
 # What the handler imports in its first invocation, beyond the agent: boto3 for the DLQ and the
 # lease table, and Powertools' batch processor.
-FIRST_EVENT_MODULES = [
+FIRST_EVENT_MODULES = (
     "agent_core.pipeline.clients",
     "boto3",
     "aws_lambda_powertools.utilities.batch",
     "agent_core.queue_runner",
-]
+)
 
 
-def _env(*, traced: bool, pycache: str | None) -> dict[str, str]:
-    """The worker's environment: LAMBDA_TASK_ROOT makes Powertools trace; ``pycache`` (an empty
-    directory) with PYTHONDONTWRITEBYTECODE makes every module compile from source, as in a
-    package shipped without bytecode on Lambda's read-only /var/task."""
-    return worker_env(
-        POWERTOOLS_TRACE_DISABLED=None,
-        LAMBDA_TASK_ROOT=str(REPO) if traced else None,
-        AWS_SAM_LOCAL=None,
-        AWS_REGION="us-east-1",
-        AWS_DEFAULT_REGION="us-east-1",
-        PYTHONPYCACHEPREFIX=pycache,
-        PYTHONDONTWRITEBYTECODE="1" if pycache else None,
-    )
+@dataclass(frozen=True)
+class Case:
+    modules: tuple[str, ...]
+    traced: bool = False
+    bytecode: bool = True  # False: compile every module from source (no .pyc available)
 
 
-CASES: dict[str, dict[str, Any]] = {
-    "encord": {"modules": ["encord.user_client"], "traced": False},
-    "plain": {"modules": ["handlers.consumer", PLAIN_AGENT], "traced": False},
-    "plain_traced": {"modules": ["handlers.consumer", PLAIN_AGENT], "traced": True},
-    "plain_first_event": {
-        "modules": ["handlers.consumer", PLAIN_AGENT, *FIRST_EVENT_MODULES],
-        "traced": False,
-    },
-    "encord_vision": {"modules": ["encord.user_client", "numpy", "cv2"], "traced": False},
-    "vision": {"modules": ["handlers.consumer", VISION_AGENT], "traced": False},
-    "encord_source": {"modules": ["encord.user_client"], "traced": False, "pycache": False},
-    "plain_source": {"modules": ["handlers.consumer", PLAIN_AGENT], "traced": False, "pycache": False},
-}
+@dataclass(frozen=True)
+class Pair:
+    key: str
+    label: str
+    kit: Case
+    baseline: Case
+    baseline_label: str
+    target: bool
+    note: str = ""
 
 
-def measure(runs: int, step: Step, measure_one: Callable[[str], dict[str, Any]] | None = None) -> dict[str, Any]:
-    """``runs`` fresh imports of every case, interleaved; the samples of each case."""
+ENCORD = Case(("encord.user_client",))
+PAIRS = (
+    Pair("plain", "non-vision agent", Case((HANDLER, PLAIN_AGENT)), ENCORD,
+         "import encord.user_client", target=True),
+    Pair("vision", "vision agent", Case((HANDLER, VISION_AGENT)),
+         Case(("encord.user_client", "numpy", "cv2")), "import encord.user_client, numpy, cv2",
+         target=True, note="the agent imports numpy and cv2 itself"),
+    Pair("plain_traced", "non-vision agent, X-Ray tracing on",
+         Case((HANDLER, PLAIN_AGENT), traced=True), ENCORD, "import encord.user_client",
+         target=False,
+         note="Tracing: Active imports aws_xray_sdk, whose recorder builds two botocore clients"),
+    Pair("plain_source", "non-vision agent, no bytecode cache",
+         Case((HANDLER, PLAIN_AGENT), bytecode=False), Case(("encord.user_client",), bytecode=False),
+         "import encord.user_client, no bytecode cache", target=False,
+         note="every module compiled from source, as from a package shipped without .pyc files"),
+    Pair("plain_first_event", "non-vision agent + what the first event imports",
+         Case((HANDLER, PLAIN_AGENT, *FIRST_EVENT_MODULES)), ENCORD, "import encord.user_client",
+         target=False, note="boto3 (DLQ, leases) and Powertools' batch processor"),
+)  # fmt: skip
 
-    def default(case: str) -> dict[str, Any]:
-        spec = CASES[case]
-        with tempfile.TemporaryDirectory(prefix="agentkit-bench-pycache-") as empty:
-            env = _env(traced=spec["traced"], pycache=None if spec.get("pycache", True) else empty)
-            return run_worker("import", {"modules": spec["modules"]}, env=env, timeout=120)
 
-    one = measure_one or default
-    samples: dict[str, list[dict[str, Any]]] = {case: [] for case in CASES}
-    order = list(CASES)
+def measure_case(case: Case) -> dict[str, Any]:
+    """One fresh interpreter importing the modules of ``case``."""
+    with tempfile.TemporaryDirectory(prefix="agentkit-bench-pycache-") as empty:
+        env = worker_env(
+            POWERTOOLS_TRACE_DISABLED=None,
+            # Powertools traces only where LAMBDA_TASK_ROOT is set (in Lambda).
+            LAMBDA_TASK_ROOT=str(REPO) if case.traced else None,
+            AWS_SAM_LOCAL=None,
+            AWS_REGION="us-east-1",
+            AWS_DEFAULT_REGION="us-east-1",
+            # An empty cache folder that nothing is written to: every module compiles.
+            PYTHONPYCACHEPREFIX=None if case.bytecode else empty,
+            PYTHONDONTWRITEBYTECODE=None if case.bytecode else "1",
+        )
+        return run_worker("import", {"modules": list(case.modules)}, env=env, timeout=120)
+
+
+def measure(
+    runs: int, step: Step, pairs: tuple[Pair, ...] = PAIRS
+) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """``runs`` rounds; in each, every pair's kit and baseline run back to back."""
+    samples: dict[str, dict[str, list[dict[str, Any]]]] = {
+        pair.key: {"kit": [], "baseline": []} for pair in pairs
+    }
     for index in range(runs):
-        step(f"cold start: round {index + 1} of {runs} ({len(order)} fresh interpreters)")
-        # Reverse every other round, so that no case always runs right after the same neighbour.
-        for case in order if index % 2 == 0 else reversed(order):
-            samples[case].append(one(case))
+        step(f"cold start: round {index + 1} of {runs} ({2 * len(pairs)} fresh interpreters)")
+        for pair in pairs:
+            sides = ("kit", "baseline") if index % 2 == 0 else ("baseline", "kit")
+            for side in sides:
+                samples[pair.key][side].append(measure_case(getattr(pair, side)))
     return samples
 
 
 def _median(samples: list[dict[str, Any]], key: str, scale: float = 1.0) -> float:
-    return statistics.median(s[key] for s in samples) * scale
+    return float(statistics.median(s[key] for s in samples)) * scale
+
+
+def _paired_ratio(kit: list[dict[str, Any]], base: list[dict[str, Any]], key: str) -> float:
+    return float(statistics.median(k[key] / b[key] for k, b in zip(kit, base, strict=True)))
+
+
+def _row(pair: Pair, kit: list[dict[str, Any]], base: list[dict[str, Any]], what: str) -> Row:
+    key, unit, scale, label = {
+        "wall": ("seconds", "ms", 1000.0, "wall time"),
+        "cpu": ("cpu_seconds", "ms", 1000.0, "CPU time"),
+        "rss": ("peak_rss_mb", "MB", 1.0, "peak RSS"),
+    }[what]
+    return Row(
+        section=SECTION,
+        key=f"coldstart.{pair.key}.{what}",
+        metric=f"Cold import, {pair.label}: {label} (median of {len(kit)})",
+        unit=unit,
+        kit=_median(kit, key, scale),
+        baseline=_median(base, key, scale),
+        baseline_label=pair.baseline_label,
+        target=RATIO_TARGET if pair.target and what != "cpu" else None,
+        note="; ".join(x for x in (pair.note, "ratio: median of paired runs") if x),
+        details={"kit_samples": kit, "baseline_samples": base} if what == "wall" else {},
+        measured_ratio=_paired_ratio(kit, base, key),
+    )
 
 
 def run(ctx: BenchContext, step: Step) -> list[Row]:
-    samples = measure(ctx.options.cold_runs, step)
-    runs = ctx.options.cold_runs
-    for case, spec in CASES.items():
-        if case.startswith("plain") and any(s["cv2"] or s["numpy"] for s in samples[case]):
-            # Only encord itself may bring numpy in; the kit never does (see test_import_light).
-            encord_numpy = any(s["numpy"] for s in samples["encord"])
-            if any(s["cv2"] for s in samples[case]) or not encord_numpy:
-                raise RuntimeError(f"{spec['modules']} imported numpy or cv2")
+    wanted = ctx.options.cold_pairs
+    unknown = set(wanted) - {pair.key for pair in PAIRS}
+    if unknown:
+        raise BenchError(f"unknown cold-start pairs {sorted(unknown)}")
+    pairs = tuple(pair for pair in PAIRS if not wanted or pair.key in wanted)
+    samples = measure(ctx.options.cold_runs, step, pairs)
+    for pair in pairs:
+        if pair.key.startswith("plain"):
+            # A non-vision agent never loads OpenCV, nor numpy unless the SDK itself does (its
+            # baseline, import encord.user_client, shows whether it does here).
+            sdk_numpy = any(s["numpy"] for s in samples[pair.key]["baseline"])
+            for sample in samples[pair.key]["kit"]:
+                if sample["cv2"] or (sample["numpy"] and not sdk_numpy):
+                    raise BenchError(f"{pair.kit.modules} imported numpy or cv2: {sample}")
+        if pair.key == "plain" and any(s["aws_xray_sdk"] for s in samples[pair.key]["kit"]):
+            raise BenchError("the consumer imported aws_xray_sdk with tracing off")
     rows: list[Row] = []
-
-    def pair(key: str, label: str, kit: str, base: str, base_label: str, target: bool, note: str) -> None:
-        detail = {"kit_samples": samples[kit], "baseline_samples": samples[base], "runs": runs}
-        rows.append(
-            Row(
-                section=SECTION,
-                key=f"coldstart.{key}.wall_ms",
-                metric=f"Cold import, {label}: wall time (median of {runs})",
-                unit="ms",
-                kit=_median(samples[kit], "seconds", 1000),
-                baseline=_median(samples[base], "seconds", 1000),
-                baseline_label=base_label,
-                target=RATIO_TARGET if target else None,
-                note=note,
-                details=detail,
-            )
-        )
-        rows.append(
-            Row(
-                section=SECTION,
-                key=f"coldstart.{key}.peak_mb",
-                metric=f"Cold import, {label}: peak RSS (median of {runs})",
-                unit="MB",
-                kit=_median(samples[kit], "peak_rss_mb"),
-                baseline=_median(samples[base], "peak_rss_mb"),
-                baseline_label=base_label,
-                target=RATIO_TARGET if target else None,
-                note=note,
-            )
-        )
-
-    pair("plain", "non-vision agent", "plain", "encord", "import encord.user_client", True, "")
-    pair(
-        "vision",
-        "vision agent",
-        "vision",
-        "encord_vision",
-        "import encord.user_client, numpy, cv2",
-        True,
-        "the agent imports numpy and cv2 itself",
-    )
-    pair(
-        "plain_traced",
-        "non-vision agent, X-Ray tracing on",
-        "plain_traced",
-        "encord",
-        "import encord.user_client",
-        False,
-        "Tracing: Active imports aws_xray_sdk (its recorder builds two botocore clients)",
-    )
-    pair(
-        "plain_source",
-        "non-vision agent, no bytecode cache",
-        "plain_source",
-        "encord_source",
-        "import encord.user_client, no bytecode cache",
-        False,
-        "every module compiled from source, as from a package shipped without .pyc files",
-    )
-    pair(
-        "plain_first_event",
-        "non-vision agent + what the first event imports",
-        "plain_first_event",
-        "encord",
-        "import encord.user_client",
-        False,
-        "boto3 (DLQ, leases) and Powertools' batch processor, loaded with the first batch",
-    )
+    for pair in pairs:
+        kit, base = samples[pair.key]["kit"], samples[pair.key]["baseline"]
+        whats = ("wall", "rss", "cpu") if pair.target else ("wall", "rss")
+        rows += [_row(pair, kit, base, what) for what in whats]
     return rows

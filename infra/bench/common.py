@@ -40,7 +40,12 @@ class BenchOptions:
 
     sections: tuple[str, ...] = SECTIONS
     # 1. Encord requests per task in the consumer.
-    request_kinds: tuple[str, ...] = ("task_only", "label_row", "label_row_storage", "save_priority")
+    request_kinds: tuple[str, ...] = (
+        "task_only",
+        "label_row",
+        "label_row_storage",
+        "save_priority",
+    )
     request_warm_batches_1: int = 5
     request_warm_batches_10: int = 3
     request_baseline_tasks: int = 5
@@ -54,8 +59,9 @@ class BenchOptions:
     # throughput target applies to the first.
     model_ms: tuple[float, ...] = (200.0, 50.0)
     e2e_timeout_seconds: float = 300.0
-    # 4. Cold start.
-    cold_runs: int = 7
+    # 4. Cold start: rounds, and which kit/baseline pairs (empty: all of coldstart.PAIRS).
+    cold_runs: int = 5
+    cold_pairs: tuple[str, ...] = ()
     # 5. Peak memory.
     image_count: int = 10
     image_width: int = 1920
@@ -65,7 +71,8 @@ class BenchOptions:
     video_fps: float = 30.0
     video_seconds: float = 30.0
     short_video_seconds: float = 10.0
-    # 6. Lambda package sizes.
+    # 6. Lambda package sizes: which variants of scripts/package_size.py (empty: all).
+    package_variants: tuple[str, ...] = ()
     package_timeout_seconds: float = 1800.0
 
     @classmethod
@@ -83,6 +90,7 @@ class BenchOptions:
             model_ms=(20.0,),
             e2e_timeout_seconds=60.0,
             cold_runs=1,
+            cold_pairs=("plain", "vision"),
             image_count=3,
             image_width=640,
             image_height=360,
@@ -91,6 +99,7 @@ class BenchOptions:
             video_fps=10.0,
             video_seconds=3.0,
             short_video_seconds=1.0,
+            package_variants=("producer",),
         )
         return replace(tiny, **changes)
 
@@ -120,7 +129,11 @@ def project_spec(
         "workflow": {
             "start": STAGE,
             "stages": [
-                {"title": STAGE, "type": "AGENT", "pathways": [{"name": PATHWAY, "to": "Complete"}]},
+                {
+                    "title": STAGE,
+                    "type": "AGENT",
+                    "pathways": [{"name": PATHWAY, "to": "Complete"}],
+                },
                 {"title": "Complete", "type": "DONE"},
             ],
         },

@@ -55,9 +55,13 @@ class Row:
     error: str | None = None
     skipped: bool = False
     details: dict[str, Any] = field(default_factory=dict)
+    # Set when the ratio is not kit / baseline of the columns (e.g. a median of paired ratios).
+    measured_ratio: float | None = None
 
     @property
     def ratio(self) -> float | None:
+        if self.measured_ratio is not None:
+            return self.measured_ratio
         if self.kit is None or self.baseline is None or self.baseline == 0:
             return None
         return self.kit / self.baseline

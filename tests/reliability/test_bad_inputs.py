@@ -280,38 +280,3 @@ def test_encord_going_down_mid_run_loses_and_doubles_nothing(stack: LocalStack) 
     retried = [record(stack, messages[t], 3) for t in ("ok_01.jpg", "ok_02.jpg", "ok_03.jpg")]
     assert invoke_consumer(retried) == {"batchItemFailures": []}
     _assert_neighbours_done(stack, "ok_00.jpg", "ok_01.jpg", "ok_02.jpg", "ok_03.jpg")
-
-
-def test_stale_copy_of_a_parked_message_is_dropped_but_a_replay_runs(stack: LocalStack) -> None:
-    """SQS may deliver a message again after its last attempt was parked in the DLQ: the copy
-    must not run the task again nor park it twice; a replay (a new message) still runs."""
-    messages = enqueue_and_receive(stack)
-    final = record(stack, messages["fails_00.jpg"], MAX_RECEIVE_COUNT)
-    assert invoke_consumer([final]) == {"batchItemFailures": []}
-    assert agents.calls()[(agents.WORK, "fails_00.jpg")] == 1
-
-    # The stale copy (same message id and receive count) next to a good task.
-    stale = dict(final, attributes=dict(final["attributes"]))
-    response = invoke_consumer([stale, record(stack, messages["ok_00.jpg"])])
-
-    assert response == {"batchItemFailures": []}
-    assert agents.calls()[(agents.WORK, "fails_00.jpg")] == 1  # not run again
-    _assert_neighbours_done(stack, "ok_00.jpg")
-    assert len(dlq_raw(stack)) == 1  # parked once
-
-    replay = stack.sqs().send_message(
-        QueueUrl=stack.queues.work_queue_url, MessageBody=final["body"]
-    )["MessageId"]
-    received = next(
-        m
-        for m in stack.sqs()
-        .receive_message(
-            QueueUrl=stack.queues.work_queue_url,
-            MaxNumberOfMessages=10,
-            MessageSystemAttributeNames=["All"],
-        )
-        .get("Messages", [])
-        if m["MessageId"] == replay
-    )
-    assert failure_ids(invoke_consumer([record(stack, received)])) == {replay}  # ran, failed
-    assert agents.calls()[(agents.WORK, "fails_00.jpg")] == 2

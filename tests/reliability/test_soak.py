@@ -315,6 +315,13 @@ def test_soak_every_task_exactly_once_or_parked(capsys: pytest.CaptureFixture[st
         "dlq_messages": len(dlq),
         "always_failing_tasks": len(always_failing),
         "stage_calls": sum(calls.values()),
+        "always_failing_calls": sum(
+            n for (_, title), n in calls.items() if agents.always_fails("triage", title)
+        ),
+        "duplicate_deliveries_of_always_failing": sum(
+            harness.duplicates[t] for t in always_failing
+        ),
+        "runs_beyond_expected": len(extra_runs),
         "injected_once_failures": once_failures,
         "encord_api_requests": api_requests,
         "encord_faults_injected": dict(faults_by_status),

@@ -1,0 +1,89 @@
+"""agent_core.redaction on its own: what it removes, and the logging filter's reach."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+from reliability_helpers import new_ssh_key
+
+from agent_core.redaction import (
+    REDACTED_FRAGMENT,
+    RedactingFilter,
+    install_log_redaction,
+    redact,
+    remember_secret,
+)
+
+
+@pytest.fixture
+def key() -> str:
+    # Remembered for the rest of the process, which is harmless: nobody else has this key.
+    text = new_ssh_key()
+    remember_secret(text)
+    return text
+
+
+def _body(key: str) -> list[str]:
+    return [line for line in key.splitlines() if line and "-----" not in line]
+
+
+def test_a_remembered_key_is_removed_whole_in_lines_and_rejoined(key: str) -> None:
+    lines = _body(key)
+    assert "[redacted private key]" in redact(f"x {key} y")
+    quoted_line = redact(f"line two was {lines[1]}!")
+    assert lines[1] not in quoted_line and REDACTED_FRAGMENT in quoted_line
+    joined = redact("body=" + "".join(lines))
+    assert all(line not in joined for line in lines if len(line) >= 16)
+    escaped = redact(json.dumps({"key": key}))  # newlines escaped: no PEM line structure left
+    assert all(line not in escaped for line in lines if len(line) >= 16)
+
+
+def test_secrets_manager_values_in_json_bodies_are_removed() -> None:
+    body = b'{"Name": "s", "SecretString": "abc\\"def\\\\n", "VersionId": "v1"}'
+    cleaned = redact(repr(body))
+    assert "abc" not in cleaned and '"VersionId": "v1"' in cleaned
+    assert redact('{"SecretBinary": "AAAA"}') == '{"SecretBinary": "[redacted secret]"}'
+
+
+def test_text_without_secrets_is_unchanged() -> None:
+    text = "task 1234 failed: pathway 'x' not found (see AGENT_MODULE)"
+    assert redact(text) == text
+    assert redact("") == ""
+
+
+def test_the_filter_cleans_messages_arguments_fields_and_tracebacks(key: str) -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s %(detail)s"))
+    handler.addFilter(RedactingFilter())
+    logger = logging.getLogger("agentkit.test.redaction")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        try:
+            raise RuntimeError(f"cannot sign with {key}")
+        except RuntimeError:
+            logger.exception("failed with %s", key, extra={"detail": _body(key)[0]})
+    finally:
+        logger.removeHandler(handler)
+    output = stream.getvalue()
+    assert "RuntimeError" in output and "failed with" in output
+    assert all(line not in output for line in _body(key) if len(line) >= 16), output
+
+
+def test_install_adds_the_filter_once_to_root_and_given_handlers() -> None:
+    root_handler, own = logging.StreamHandler(io.StringIO()), logging.StreamHandler(io.StringIO())
+    logger = logging.getLogger("agentkit.test.install")
+    logger.addHandler(own)
+    logging.getLogger().addHandler(root_handler)
+    try:
+        install_log_redaction(logger)
+        install_log_redaction(logger)
+        for handler in (root_handler, own):
+            assert sum(isinstance(f, RedactingFilter) for f in handler.filters) == 1
+    finally:
+        logging.getLogger().removeHandler(root_handler)
+        logger.removeHandler(own)
