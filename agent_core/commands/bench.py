@@ -18,6 +18,7 @@ from agent_core.exceptions import ConfigurationError
 if TYPE_CHECKING:
     from infra.bench.common import BenchOptions
 
+# infra.bench.common.SECTIONS, repeated so that `agentkit --help` does not import infra.
 SECTIONS = ("requests", "producer", "throughput", "coldstart", "memory", "package")
 
 

@@ -155,17 +155,31 @@ def render(result: BenchResult, console: Console) -> None:
             f"[{style}]{status}[/]" if style else status,
         )
     console.print(table)
-    notes = [(r.key, r.baseline_label, r.note) for r in result.rows if r.baseline_label or r.note]
+    notes = _notes(result.rows)
     if notes:
         console.print("Baselines and notes:")
-        for key, baseline, note in notes:
-            parts = [f"baseline: {baseline}" if baseline else "", note]
-            console.print(f"  {key}: " + "; ".join(p for p in parts if p), highlight=False)
+        for line in notes:
+            console.print(f"  {line}", highlight=False)
     summary = (
         f"{sum(r.status == 'PASS' for r in result.rows)} passed, {len(result.failed)} failed, "
         f"{len(result.errors)} errors"
     )
     console.print(summary, style="bold red" if result.failed or result.errors else "bold green")
+
+
+def _notes(rows: list[Row]) -> list[str]:
+    """Each section's distinct baselines and notes, once each, naming the rows they belong to."""
+    lines: list[str] = []
+    seen: dict[str, list[str]] = {}
+    for row in rows:
+        texts = [f"baseline = {row.baseline_label}" if row.baseline_label else "", row.note]
+        for text in filter(None, texts):
+            seen.setdefault(f"{row.section}\0{text}", []).append(row.key)
+    for marker, keys in seen.items():
+        section, text = marker.split("\0", 1)
+        where = keys[0] if len(keys) == 1 else f"{keys[0]} (+{len(keys) - 1} more)"
+        lines.append(f"[{section}] {where}: {text}")
+    return lines
 
 
 def run_bench(

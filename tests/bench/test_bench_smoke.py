@@ -94,3 +94,11 @@ def test_results_json_round_trips(result: BenchResult, tmp_path: Path) -> None:
     assert loaded["machine"]["nproc"] >= 1
     failed = [r for r in loaded["rows"] if r["status"] == "FAIL"]
     assert loaded["exit_code"] == (1 if failed else 0)
+
+
+def test_cli_sections_match_the_bench() -> None:
+    from agent_core.commands.bench import SECTIONS as CLI_SECTIONS
+    from infra.bench.common import SECTIONS
+    from infra.bench.runner import SECTION_MODULES
+
+    assert CLI_SECTIONS == SECTIONS == tuple(SECTION_MODULES)

@@ -120,3 +120,24 @@ def test_non_vision_consumer_loads_no_cv2_and_only_the_sdks_numpy(
         # numpy is here only because encord asked for it (and encord alone asks for it too).
         assert kit["first_importer"].startswith("encord."), kit["first_importer"]
         assert sdk["first_importer"] == kit["first_importer"]
+
+
+def test_x_ray_sdk_is_only_imported_when_tracing_is_on() -> None:
+    """A disabled Powertools Tracer still imports aws_xray_sdk (~0.2 s, ~10 MB of cold start):
+    the handlers create one only where Powertools would trace (in Lambda, not disabled)."""
+    code = (
+        "import json, sys\n"
+        "import handlers.consumer, handlers.producer\n"
+        "print('RESULT ' + json.dumps({'xray': 'aws_xray_sdk' in sys.modules, "
+        "'traced': handlers.consumer.tracer is not None}))\n"
+    )
+    base = {k: v for k, v in os.environ.items() if k not in ("LAMBDA_TASK_ROOT", "AWS_SAM_LOCAL")}
+    base.pop("POWERTOOLS_TRACE_DISABLED", None)
+    outside_lambda = run_python(code, base)
+    in_lambda = run_python(code, {**base, "LAMBDA_TASK_ROOT": str(ROOT)})
+    disabled = run_python(
+        code, {**base, "LAMBDA_TASK_ROOT": str(ROOT), "POWERTOOLS_TRACE_DISABLED": "true"}
+    )
+    assert outside_lambda == {"xray": False, "traced": False}
+    assert in_lambda == {"xray": True, "traced": True}
+    assert disabled == {"xray": False, "traced": False}
