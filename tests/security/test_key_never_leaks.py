@@ -96,9 +96,19 @@ class Trap:
         root = logging.getLogger()
         handler = logging.StreamHandler(self.texts["root"])
         handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
-        old_root_level = root.level
+        old_root_level, old_disable = root.level, root.manager.disable
         root.addHandler(handler)
         root.setLevel(logging.DEBUG)
+        logging.disable(logging.NOTSET)
+        # Every logger at DEBUG, whatever an earlier test or library set (levels, disabled).
+        quieted = [
+            (lg, lg.level, lg.disabled)
+            for lg in root.manager.loggerDict.values()
+            if isinstance(lg, logging.Logger)
+        ]
+        for lg, _, _ in quieted:
+            lg.setLevel(logging.NOTSET)
+            lg.disabled = False
         restore: list[Any] = []
         for pt_logger in (handlers.consumer.logger, handlers.producer.logger):
             registered = pt_logger.registered_handler
@@ -115,6 +125,10 @@ class Trap:
         finally:
             root.removeHandler(handler)
             root.setLevel(old_root_level)
+            logging.disable(old_disable)
+            for lg, level, disabled in quieted:
+                lg.setLevel(level)
+                lg.disabled = disabled
             for pt_logger, registered, level in restore:
                 registered.setStream(sys.stdout)
                 pt_logger.setLevel(level)
