@@ -1,8 +1,10 @@
 """The producer: list the tasks of every stage the runner implements and enqueue one message per
 task that is not already in flight.
 
-Per page of tasks: take leases (conditional writes, in parallel), list the label-row metadata of
-the leased tasks in ONE request when the stage's function needs it, build the envelopes, send them
+Per page of tasks: take leases (conditional writes, in parallel), check that the leased tasks are
+still in the stage (one request: the page was listed before the leases were taken), list the
+label-row metadata of the leased tasks in ONE request when the stage's function needs it, build the
+envelopes, send them
 with SendMessageBatch (several calls in flight, failed entries retried), then confirm the leases of
 the sent messages and release the others so that a later tick tries them again. Listing stops at
 MAX_TASKS_PER_RUN leased tasks or when the Lambda's clock runs low, whichever comes first.
@@ -19,7 +21,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from agent_core.encord_io import list_label_row_metadata, metadata_to_dict
+from agent_core.encord_io import chunked, list_label_row_metadata, metadata_to_dict, tasks_in_stage
 from agent_core.exceptions import ConfigurationError, CredentialsError
 from agent_core.message import TaskEnvelope
 from agent_core.pipeline.leases import LeaseRequest, LeaseTable
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools import Logger
     from encord.orm.label_row import LabelRowMetadata
     from encord.project import Project
-    from encord.workflow.stages.agent import AgentTask
+    from encord.workflow.stages.agent import AgentStage, AgentTask
     from mypy_boto3_sqs import SQSClient
 
     from agent_core.models import StageConfig
@@ -41,6 +43,9 @@ _log = logging.getLogger(__name__)
 # Tasks handled per round. The emulator and Encord return 100 tasks per page, so one label-row
 # listing per page of tasks.
 DEFAULT_PAGE_SIZE = 100
+# Data hashes per "still in the stage?" request: they go in the query string, which must stay
+# well under the usual 8 KB URL limits.
+STAGE_CHECK_CHUNK = 50
 
 
 @dataclass
@@ -51,6 +56,7 @@ class StageSummary:
     enqueued: int = 0  # messages sent (one per task)
     skipped_in_flight: int = 0  # tasks leased by an earlier message still in flight
     failed_to_send: int = 0  # leased but not sent (SQS errors, or too big even without metadata)
+    left_stage: int = 0  # left the stage between the listing and the lease (lease released)
     lease_errors: int = 0  # DynamoDB errors while leasing (the task waits for the next tick)
     metadata_dropped: int = 0  # envelopes sent without label-row metadata to fit SQS's limit
     metadata_requests: int = 0
@@ -76,6 +82,7 @@ class ProduceReport:
             "failed_to_send",
             "lease_errors",
             "metadata_dropped",
+            "left_stage",
         )
         return {key: sum(int(getattr(s, key)) for s in self.stages) for key in keys}
 
@@ -181,7 +188,7 @@ class Producer:
             page = list(itertools.islice(tasks, self.page_size))
             if not page:
                 return
-            reason = self._produce_page(config, page, summary)
+            reason = self._produce_page(config, stage, page, summary)
             if reason is None and self._budget <= 0:
                 # The cap is reached exactly at the end of a page: only truncated if more wait.
                 following = next(tasks, None)
@@ -193,7 +200,11 @@ class Producer:
                 return
 
     def _produce_page(
-        self, config: StageConfig, page: list[AgentTask], summary: StageSummary
+        self,
+        config: StageConfig,
+        stage: AgentStage,
+        page: list[AgentTask],
+        summary: StageSummary,
     ) -> str | None:
         """Lease, describe and send one page; returns why it stopped early, if it did."""
         stage_uuid = str(config.stage_uuid)
@@ -226,8 +237,50 @@ class Producer:
                 else:
                     summary.lease_errors += 1
         if leased:
+            leased = self._still_in_stage(stage, leased, summary)
+        if leased:
             self._send_leased(config, leased, summary)
         return stopped
+
+    def _still_in_stage(
+        self, stage: AgentStage, leased: list[AgentTask], summary: StageSummary
+    ) -> list[AgentTask]:
+        """The leased tasks that are still in the stage; the others' leases are released.
+
+        The page was listed before its leases were taken, and a consumer may have moved a task on
+        and dropped its lease in between. Its message would be a first delivery, which the
+        consumer runs without checking the stage, so the agent would run again on a task that has
+        left (Encord then refuses the second proceed, but the run is wasted). Checked after the
+        lease was taken, any such move is visible: the consumer commits before it drops a lease.
+        """
+        present: set[str] = set()
+        try:
+            for chunk in chunked([str(t.data_hash) for t in leased], STAGE_CHECK_CHUNK):
+                present.update(str(t.uuid) for t in tasks_in_stage(stage, chunk))
+        except Exception as exc:
+            # Unknown: enqueue nothing rather than risk it; the next tick tries these again.
+            self.log.warning(
+                "producer: could not check that leased tasks are still in the stage; leases "
+                "released for a later tick",
+                extra={"stage": stage.title, "error": f"{type(exc).__name__}: {exc}"[:500]},
+            )
+            summary.failed_to_send += len(leased)
+            self._release([str(t.uuid) for t in leased])
+            return []
+        gone = [str(t.uuid) for t in leased if str(t.uuid) not in present]
+        if gone:
+            summary.left_stage += len(gone)
+            self._release(gone)
+        return [t for t in leased if str(t.uuid) in present]
+
+    def _release(self, task_uuids: list[str]) -> None:
+        released = self.leases.release_many(task_uuids, self.run_id)
+        stuck = [t for t, ok in released.items() if ok is None]
+        if stuck:
+            self.log.warning(
+                "producer: could not release leases; the tasks wait for the pending expiry",
+                extra={"task_uuids": stuck[:20]},
+            )
 
     def _metadata_for(
         self, config: StageConfig, tasks: list[AgentTask], summary: StageSummary
@@ -309,13 +362,7 @@ class Producer:
         summary.enqueued += len(report.sent)
         summary.failed_to_send += len(failed)
         if failed:
-            released = self.leases.release_many(failed, self.run_id)
-            stuck = [t for t, ok in released.items() if ok is None]
-            if stuck:
-                self.log.warning(
-                    "producer: could not release leases; the tasks wait for the pending expiry",
-                    extra={"task_uuids": stuck[:20]},
-                )
+            self._release(failed)
         if report.sent:
             confirmed = self.leases.confirm_many(list(report.sent), self.run_id)
             unconfirmed = [t for t, ok in confirmed.items() if ok is None]
@@ -411,6 +458,7 @@ def handle_scheduled_event(
             "skipped_in_flight": stage.skipped_in_flight,
             "failed_to_send": stage.failed_to_send,
             "lease_errors": stage.lease_errors,
+            "left_stage": stage.left_stage,
             "truncated": 1 if stage.truncated else 0,
             "stage_errors": 1 if stage.error else 0,
         }

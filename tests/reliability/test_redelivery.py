@@ -151,3 +151,55 @@ def test_stale_copy_of_a_parked_message_is_dropped_but_a_replay_runs(stack: Loca
     )
     assert failure_ids(_invoke([record(stack, received)])) == {replay}  # ran, failed
     assert agents.calls()[(agents.WORK, "fails_00.jpg")] == 2
+
+
+def test_a_task_that_leaves_between_listing_and_leasing_is_not_enqueued(
+    stack: LocalStack,
+) -> None:
+    """The producer lists a page, then takes its leases. A consumer that commits a task and drops
+    its lease in between must not get the task enqueued again: its message would be a first
+    delivery, run without a stage check."""
+    from agent_core.pipeline.clients import dynamodb_client
+
+    moved = titles(stack)["ok_03.jpg"]
+    project = stack.emulator.user_client().get_project(stack.project_hash)
+    moves: list[str] = []
+
+    def move_once(**_: Any) -> None:
+        # Runs when the producer reads the page's leases: after the listing, before leasing.
+        if moves:
+            return
+        for task in project.workflow.get_stage(name=agents.WORK).get_tasks():
+            if str(task.uuid) == moved:
+                task.proceed(pathway_name="done")
+                moves.append(moved)
+
+    client = dynamodb_client()
+    client.meta.events.register("before-parameter-build.dynamodb.BatchGetItem", move_once)
+    try:
+        summary = stack.producer_tick()
+    finally:
+        client.meta.events.unregister("before-parameter-build.dynamodb.BatchGetItem", move_once)
+
+    stage = summary["stages"][agents.WORK]
+    assert moves == [moved]
+    assert stage["listed"] == 10 and stage["left_stage"] == 1 and stage["enqueued"] == 9
+    assert lease(stack, moved) is None  # released, nothing in flight holds it
+    enqueued = _queued_task_uuids(stack)
+    assert moved not in enqueued and len(enqueued) == 9
+
+
+def _queued_task_uuids(stack: LocalStack) -> set[str]:
+    """Task uuids of every message on the work queue (received, left in flight)."""
+    import json
+
+    found: set[str] = set()
+    for _ in range(5):
+        reply = stack.sqs().receive_message(
+            QueueUrl=stack.queues.work_queue_url, MaxNumberOfMessages=10, VisibilityTimeout=60
+        )
+        batch = reply.get("Messages", [])
+        if not batch:
+            break
+        found.update(json.loads(m["Body"])["task"]["uuid"] for m in batch)
+    return found

@@ -77,6 +77,11 @@ class SoakHarness:
     deliveries: set[tuple[str, str]] = field(default_factory=set)
     # Injected duplicate deliveries (a record already handed over, same receipt handle), per task.
     duplicates: collections.Counter[str] = field(default_factory=collections.Counter)
+    # Every delivery per task: (stage, message id, receive count, producer run, duplicate?), to
+    # explain a failure.
+    history: dict[str, list[tuple[str, str, str, str, bool]]] = field(
+        default_factory=lambda: collections.defaultdict(list)
+    )
     doomed_request: str | None = None
     doomed_before: dict[str, int] = field(default_factory=dict)
     crash: Crash | None = None
@@ -92,13 +97,24 @@ class SoakHarness:
     ) -> Any:
         tasks: list[str] = []
         for record in event["Records"]:
-            task_uuid = json.loads(record["body"])["task"]["uuid"]
+            body = json.loads(record["body"])
+            task_uuid = body["task"]["uuid"]
             tasks.append(task_uuid)
             key = (record["messageId"], record["receiptHandle"])
             with self.lock:
-                if key in self.deliveries:
+                duplicate = key in self.deliveries
+                if duplicate:
                     self.duplicates[task_uuid] += 1
                 self.deliveries.add(key)
+                self.history[task_uuid].append(
+                    (
+                        str(body.get("stage_name")),
+                        record["messageId"][:8],
+                        record["attributes"]["ApproximateReceiveCount"],
+                        str(body.get("origin"))[-8:],
+                        duplicate,
+                    )
+                )
         with self.lock:
             self.invocations += 1
             self.active += 1
@@ -145,6 +161,7 @@ class ProducerLoop:
     ticks: int = 0
     ticks_during_consumer_runs: int = 0
     enqueued: int = 0
+    left_stage: int = 0  # leased after the listing, but moved on meanwhile: not enqueued
     errors: list[str] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -161,6 +178,7 @@ class ProducerLoop:
             self.ticks += 1
             self.ticks_during_consumer_runs += int(during or self.harness.active > 0)
             self.enqueued += int(summary["totals"]["enqueued"])
+            self.left_stage += int(summary["totals"]["left_stage"])
 
 
 def _soak_shape() -> PipelineShape:
@@ -295,7 +313,7 @@ def test_soak_every_task_exactly_once_or_parked(capsys: pytest.CaptureFixture[st
         for stage, _ in agents.expected_route(title)
         if agents.fails_once(stage, title) and t not in always_failing
     )
-    extra_runs: dict[str, int] = {}
+    extra_runs: dict[str, tuple[str, int]] = {}
     for t, title in title_of.items():
         for stage, _ in agents.expected_route(title)[: 1 if t in always_failing else None]:
             ran = calls.get((stage, title), 0)
@@ -303,7 +321,7 @@ def test_soak_every_task_exactly_once_or_parked(capsys: pytest.CaptureFixture[st
             if t in always_failing:
                 allowed = MAX_RECEIVE_COUNT + harness.duplicates[t]
             if ran > allowed or (t not in always_failing and ran != allowed):
-                extra_runs[title] = ran
+                extra_runs[title] = (stage, ran)
     crash = harness.crash
     figures = {
         "tasks": len(title_of),
@@ -346,6 +364,7 @@ def test_soak_every_task_exactly_once_or_parked(capsys: pytest.CaptureFixture[st
             "ticks": producer.ticks,
             "ticks_while_consumer_ran": producer.ticks_during_consumer_runs,
             "enqueued": producer.enqueued,
+            "left_stage_after_listing": producer.left_stage,
         },
         "leases_left": dict(collections.Counter(lease_states.values())),
     }
@@ -386,6 +405,10 @@ def test_soak_every_task_exactly_once_or_parked(capsys: pytest.CaptureFixture[st
         assert "cannot handle" in (message.error or ""), message
     assert all(n == 1 for n in dlq_by_task.values()), dlq_by_task
     # No stage function ran more often than the injected faults explain.
-    assert not extra_runs, extra_runs
+    assert not extra_runs, {
+        title: (runs, harness.history[t])
+        for t, title in title_of.items()
+        if (runs := extra_runs.get(title))
+    }
     # Leases: the parked tasks keep theirs (so no tick re-enqueues them); no other is left.
     assert lease_states == dict.fromkeys(always_failing, "failed")
