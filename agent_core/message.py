@@ -61,9 +61,10 @@ def parse_envelope(body: str) -> TaskEnvelope:
     """Parse a message body, or raise PoisonMessageError saying exactly what is wrong with it."""
     try:
         raw = json.loads(body)
-    except (json.JSONDecodeError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:
+        # ValueError covers JSONDecodeError; RecursionError is a body nested too deep to parse.
         raise PoisonMessageError(
-            f"message body is not JSON ({exc.msg if hasattr(exc, 'msg') else exc}). "
+            f"message body is not JSON ({exc.msg if hasattr(exc, 'msg') else type(exc).__name__}). "
             f"{FOREIGN_MESSAGE_HINT}"
         ) from None
     if not isinstance(raw, dict):

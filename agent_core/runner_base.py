@@ -537,7 +537,8 @@ def _run_one(
                 log.error("Task %s: %s", item.task_uuid, redact(str(exc)))
                 item.finish("failed", error=exc, retryable=False)
                 return
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
+                # An agent calling sys.exit() fails its own task, not the whole batch.
                 # The agent's error text is not ours to trust: it may quote the key.
                 log.warning(
                     "Task %s: attempt %d/%d of %s failed: %s",

@@ -289,7 +289,7 @@ class Consumer:
         for message_id, record in unique.items():
             count = _receive_count(record)
             try:
-                envelope = self._parse(record)
+                envelope = self._parse_or_poison(record)
             except PoisonMessageError as exc:
                 report.results[message_id] = RecordResult(
                     message_id, "poison", count, error=str(exc), error_type="PoisonMessage"
@@ -321,6 +321,18 @@ class Consumer:
         self._run_all(finishers)
         self._apply_visibility(unique, report)
         return report
+
+    def _parse_or_poison(self, record: Mapping[str, Any]) -> TaskEnvelope:
+        # One message we cannot read must never fail its neighbours: whatever parsing raises,
+        # the message is poison.
+        try:
+            return self._parse(record)
+        except PoisonMessageError:
+            raise
+        except Exception as exc:
+            raise PoisonMessageError(
+                f"message could not be read ({type(exc).__name__}). {FOREIGN_MESSAGE_HINT}"
+            ) from None
 
     def _parse(self, record: Mapping[str, Any]) -> TaskEnvelope:
         body = record.get("body")

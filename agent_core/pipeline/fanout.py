@@ -26,6 +26,7 @@ from agent_core.exceptions import ConfigurationError, CredentialsError
 from agent_core.message import TaskEnvelope
 from agent_core.pipeline.leases import LeaseRequest, LeaseTable
 from agent_core.pipeline.sqs import BatchSender, OutgoingMessage, SqsLimits
+from agent_core.redaction import redact
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Logger
@@ -166,7 +167,7 @@ class Producer:
             except Exception as exc:
                 # One stage's trouble (an Encord error after the SDK's retries, a stage removed
                 # from the workflow) must not stop the others.
-                summary.error = f"{type(exc).__name__}: {exc}"[:1000]
+                summary.error = redact(f"{type(exc).__name__}: {exc}")[:1000]
                 self.log.exception(
                     "producer: stage failed",
                     extra={"stage": config.title, "stage_uuid": str(config.stage_uuid)},
@@ -210,7 +211,7 @@ class Producer:
         stage_uuid = str(config.stage_uuid)
         project_hash = self.runner.project_hash
         leased: list[AgentTask] = []
-        live = self.leases.live_task_uuids([str(t.uuid) for t in page])
+        live = self.leases.live_task_uuids([str(t.uuid) for t in page], stage_uuid)
         summary.listed += sum(1 for t in page if str(t.uuid) in live)
         summary.skipped_in_flight += sum(1 for t in page if str(t.uuid) in live)
         remaining = [t for t in page if str(t.uuid) not in live]
@@ -262,7 +263,7 @@ class Producer:
             self.log.warning(
                 "producer: could not check that leased tasks are still in the stage; leases "
                 "released for a later tick",
-                extra={"stage": stage.title, "error": f"{type(exc).__name__}: {exc}"[:500]},
+                extra={"stage": stage.title, "error": redact(f"{type(exc).__name__}: {exc}")[:500]},
             )
             summary.failed_to_send += len(leased)
             self._release([str(t.uuid) for t in leased])
@@ -297,7 +298,10 @@ class Producer:
             # The consumer lists what an envelope lacks, so this only costs it a request.
             self.log.warning(
                 "producer: label-row metadata listing failed; sending tasks without it",
-                extra={"stage": config.title, "error": f"{type(exc).__name__}: {exc}"[:500]},
+                extra={
+                    "stage": config.title,
+                    "error": redact(f"{type(exc).__name__}: {exc}")[:500],
+                },
             )
             return {}
         by_branch = {(r.data_hash, r.branch_name): r for r in rows}
@@ -352,7 +356,7 @@ class Producer:
         for task_uuid, error in report.failed.items():
             self.log.error(
                 "producer: message not sent; lease released for a later tick",
-                extra={"task_uuid": task_uuid, "error": error},
+                extra={"task_uuid": task_uuid, "error": redact(error)},
             )
         for task_uuid in too_big:
             self.log.error(
@@ -445,7 +449,8 @@ def handle_scheduled_event(
     except AgentkitError as exc:
         # Configuration or credentials: nothing can be enqueued until someone fixes it.
         logger.error(
-            "producer: cannot run", extra={"error": str(exc), "error_type": type(exc).__name__}
+            "producer: cannot run",
+            extra={"error": redact(str(exc)), "error_type": type(exc).__name__},
         )
         raise
     summary = report.as_dict()

@@ -188,7 +188,7 @@ class LeaseTable:
         item = reply.get("Item")
         return Lease.from_item(item) if item else None
 
-    def live_task_uuids(self, task_uuids: Sequence[str]) -> set[str]:
+    def live_task_uuids(self, task_uuids: Sequence[str], stage_uuid: str | None = None) -> set[str]:
         """The tasks that hold an unexpired lease, read in bulk (100 keys per BatchGetItem).
 
         A cheap pre-filter for the producer: a listed task that is in flight costs a share of an
@@ -207,15 +207,19 @@ class LeaseTable:
                         RequestItems={
                             self.table_name: {
                                 "Keys": keys,
-                                "ProjectionExpression": "task_uuid, expires_at",
+                                "ProjectionExpression": "task_uuid, expires_at, stage_uuid, #s",
+                                "ExpressionAttributeNames": {"#s": "state"},
                             }
                         }
                     )
                 except (ClientError, BotoCoreError):
                     break
                 for item in reply.get("Responses", {}).get(self.table_name, []):
-                    if int(float(item["expires_at"]["N"])) >= now:
-                        live.add(str(item["task_uuid"]["S"]))
+                    if int(float(item["expires_at"]["N"])) < now:
+                        continue
+                    if stage_uuid is not None and _stale_failure(item, stage_uuid):
+                        continue
+                    live.add(str(item["task_uuid"]["S"]))
                 unprocessed: Mapping[str, Any] = reply.get("UnprocessedKeys", {})
                 keys = list(unprocessed.get(self.table_name, {}).get("Keys", []))
                 if not keys:
@@ -239,8 +243,18 @@ class LeaseTable:
                     "expires_at": {"N": str(now + PENDING_LEASE_SECONDS)},
                     "updated_at": {"N": str(now)},
                 },
-                ConditionExpression="attribute_not_exists(task_uuid) OR expires_at < :now",
-                ExpressionAttributeValues={":now": {"N": str(now)}},
+                # A failed lease of another stage no longer holds the task: it has left that
+                # stage (someone moved it on by hand), so its old message can only be skipped.
+                ConditionExpression=(
+                    "attribute_not_exists(task_uuid) OR expires_at < :now"
+                    " OR (stage_uuid <> :stage AND #state = :failed)"
+                ),
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={
+                    ":now": {"N": str(now)},
+                    ":stage": {"S": request.stage_uuid},
+                    ":failed": {"S": LeaseState.FAILED.value},
+                },
             )
         except ClientError as exc:
             if _is_conditional_failure(exc):
@@ -487,3 +501,10 @@ def _describe(exc: BaseException) -> str:
         error = exc.response.get("Error", {})
         return f"{error.get('Code', 'ClientError')}: {error.get('Message', '')}"[:500]
     return f"{type(exc).__name__}: {exc}"[:500]
+
+
+def _stale_failure(item: Mapping[str, Any], stage_uuid: str) -> bool:
+    """A failed lease of another stage: the task has been moved on and may be leased again."""
+    state = item.get("state", {}).get("S")
+    other = item.get("stage_uuid", {}).get("S")
+    return state == LeaseState.FAILED.value and other is not None and other != stage_uuid

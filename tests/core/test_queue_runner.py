@@ -150,6 +150,29 @@ def test_one_failing_task_does_not_fail_its_neighbours(
     assert len([e for e in events if e[0] == "close"]) == 10
 
 
+def test_an_agent_calling_sys_exit_fails_only_its_own_task(
+    emulator: Emulator,
+    basic_project: SeededFixture,
+    encord_client: EncordUserClient,
+    make_batch_items: Callable[..., list[BatchItem]],
+) -> None:
+    runner = runner_for(basic_project, encord_client)
+    items = make_batch_items(runner, STAGE, 3)
+    bad_uuid = items[1].task["uuid"]
+
+    @runner.stage(STAGE)
+    def agent(task: AgentTask) -> str:
+        if str(task.uuid) == bad_uuid:
+            raise SystemExit(3)
+        return "complete"
+
+    outcomes = runner.run_batch(STAGE, items)
+
+    assert [o.status for o in outcomes] == ["succeeded", "failed", "succeeded"]
+    assert outcomes[1].error_type == "SystemExit" and outcomes[1].retryable
+    assert stage_count(emulator, basic_project, "Complete") == 2
+
+
 def test_task_that_left_the_stage_is_skipped_and_not_run(
     emulator: Emulator,
     basic_project: SeededFixture,

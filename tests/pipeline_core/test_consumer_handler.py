@@ -118,6 +118,7 @@ def poison_bodies(agent_env: SeededFixture, valid: TaskEnvelope) -> dict[str, st
     unknown_stage = dict(base, stage_uuid=agent_env.stage_uuids[DONE], stage_name=DONE)
     return {
         "malformed": '{"version": 1, "project_hash": ',
+        "nested": "[" * 50_000,  # json.loads raises RecursionError, not a decode error
         "schema": json.dumps(wrong_schema),
         "version": json.dumps(unknown_version),
         "project": json.dumps(unknown_project),
@@ -153,6 +154,7 @@ def test_poison_messages_go_to_the_dlq_and_neighbours_proceed(
     assert set(parked) == {*sent.values(), oversize["messageId"]}
     expected_errors = {
         "malformed": "not JSON",
+        "nested": "not JSON",
         "schema": "stage_uuid",
         "version": "unknown envelope version 99",
         "project": "this consumer runs project",

@@ -187,3 +187,36 @@ def test_live_task_uuids_prefilters_in_bulk(table: LeaseTable, clock: Clock) -> 
     assert table.live_task_uuids([*held, *free, held[0]]) == set(held)
     clock.now += PENDING_LEASE_SECONDS + 1  # never confirmed: all expired
     assert table.live_task_uuids(held) == set()
+
+
+def test_a_failed_lease_gives_way_when_the_task_turns_up_in_another_stage(
+    table: LeaseTable,
+) -> None:
+    # Parked in the DLQ for stage A, then moved on by hand to agent stage B: B may lease it at
+    # once, and the old A message is then a stale copy that is skipped, not a blocker for days.
+    task = str(uuid.uuid4())
+    table.acquire(request(task, STAGE_A), "run-a")
+    table.confirm(task, "run-a")
+    assert table.claim(request(task, STAGE_A), run_token="r1:m", run_seconds=5).status is (
+        ClaimStatus.CLAIMED
+    )
+    assert table.park(task, "r1:m", "boom", message_id="m") is True
+    # Still blocked in its own stage (the DLQ copy holds it) ...
+    assert table.live_task_uuids([task], STAGE_A) == {task}
+    assert table.acquire(request(task, STAGE_A), "run-a2") is False
+    # ... but not in the stage it has been moved to.
+    assert table.live_task_uuids([task], STAGE_B) == set()
+    assert table.acquire(request(task, STAGE_B), "run-b") is True
+    lease = table.get(task)
+    assert lease is not None and lease.stage_uuid == STAGE_B
+    assert table.claim(request(task, STAGE_A), run_token="r2:m", run_seconds=5).status is (
+        ClaimStatus.OTHER_STAGE
+    )
+
+
+def test_a_running_or_queued_lease_of_another_stage_still_blocks(table: LeaseTable) -> None:
+    task = str(uuid.uuid4())
+    table.acquire(request(task, STAGE_A), "run-a")
+    table.confirm(task, "run-a")
+    assert table.acquire(request(task, STAGE_B), "run-b") is False
+    assert table.live_task_uuids([task], STAGE_B) == {task}
