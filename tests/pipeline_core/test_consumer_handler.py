@@ -462,3 +462,24 @@ def test_key_from_secrets_manager(
 def test_an_event_without_records_is_a_no_op(agent_env: SeededFixture) -> None:
     assert invoke_consumer({}) == {"batchItemFailures": []}
     assert invoke_consumer({"Records": []}) == {"batchItemFailures": []}
+
+
+def test_unreachable_lease_table_runs_nothing_and_retries(
+    agent_env: SeededFixture,
+    pipeline: Pipeline,
+    encord_env: Emulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Without a claim the consumer cannot know that no other run holds the task: it must not run
+    # it, and the message must come back later rather than be lost or parked.
+    messages = produce_and_receive(pipeline, 3)
+    monkeypatch.setenv("LEASE_TABLE_NAME", f"missing-{uuid.uuid4().hex[:8]}")
+
+    response = invoke_consumer(sqs_event(messages))
+
+    assert failure_ids(response) == {m["MessageId"] for m in messages}
+    assert agents_for_tests.behaviour.calls == []
+    for message in messages:
+        assert encord_env.state.task_stage(task_of(message)).title == STAGE
+        assert proceeds(encord_env, task_of(message)) == 0
+    assert dlq_messages(pipeline) == []
