@@ -159,12 +159,18 @@ def fetch_storage_items(
 # --- tasks ----------------------------------------------------------------------------------
 
 
+# Data hashes per "which of these are in the stage?" request: they travel in the query string,
+# which must stay well under the usual 8 KB URL limits whatever the batch size.
+STAGE_CHECK_CHUNK = 50
+
+
 def tasks_in_stage(stage: AgentStage, data_hashes: Sequence[str | UUID]) -> list[AgentTask]:
-    """The tasks of ``data_hashes`` currently in ``stage``: one request (per page the server makes)."""
-    if not data_hashes:
-        return []
+    """The tasks of ``data_hashes`` currently in ``stage``: one request per 50 data hashes."""
     unique = list(dict.fromkeys(str(h) for h in data_hashes))
-    return list(stage.get_tasks(data_hash=unique))
+    found: list[AgentTask] = []
+    for chunk in chunked(unique, STAGE_CHECK_CHUNK):
+        found.extend(stage.get_tasks(data_hash=chunk))
+    return found
 
 
 _SPEC_DEFAULTS: dict[str, Any] = {"status": "NEW", "assignee": None, "last_actioned_by": None}

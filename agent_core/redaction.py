@@ -99,13 +99,32 @@ class RedactingFilter(logging.Filter):
         if record.exc_text:
             record.exc_text = redact(record.exc_text)
         for name, value in list(vars(record).items()):
-            # Structured fields (Powertools' extra=...) are attributes of the record.
-            if name in ("msg", "args", "exc_text") or not isinstance(value, str) or not value:
+            # Structured fields (Powertools' extra=...) are attributes of the record, and may be
+            # dicts or lists (a producer summary) holding strings.
+            if name in ("msg", "args", "exc_text"):
                 continue
-            cleaned_value = redact(value)
-            if cleaned_value != value:
+            cleaned_value = _redact_value(value)
+            if cleaned_value is not value:
                 setattr(record, name, cleaned_value)
         return True
+
+
+def _redact_value(value: object, depth: int = 0) -> object:
+    """``value`` with its strings redacted; the same object when nothing changed."""
+    if isinstance(value, str):
+        cleaned = redact(value)
+        return cleaned if cleaned != value else value
+    if depth >= 6:  # log fields are shallow; bound the walk whatever a caller passes
+        return value
+    if isinstance(value, dict):
+        items = {k: _redact_value(v, depth + 1) for k, v in value.items()}
+        return items if any(items[k] is not value[k] for k in value) else value
+    if isinstance(value, list | tuple):
+        cleaned_items = [_redact_value(v, depth + 1) for v in value]
+        if any(c is not v for c, v in zip(cleaned_items, value, strict=True)):
+            return type(value)(cleaned_items) if isinstance(value, tuple) else cleaned_items
+        return value
+    return value
 
 
 _FILTER = RedactingFilter()

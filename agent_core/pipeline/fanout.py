@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from agent_core.encord_io import chunked, list_label_row_metadata, metadata_to_dict, tasks_in_stage
+from agent_core.encord_io import list_label_row_metadata, metadata_to_dict, tasks_in_stage
 from agent_core.exceptions import ConfigurationError, CredentialsError
 from agent_core.message import TaskEnvelope
 from agent_core.pipeline.leases import LeaseRequest, LeaseTable
@@ -44,9 +44,6 @@ _log = logging.getLogger(__name__)
 # Tasks handled per round. The emulator and Encord return 100 tasks per page, so one label-row
 # listing per page of tasks.
 DEFAULT_PAGE_SIZE = 100
-# Data hashes per "still in the stage?" request: they go in the query string, which must stay
-# well under the usual 8 KB URL limits.
-STAGE_CHECK_CHUNK = 50
 
 
 @dataclass
@@ -256,14 +253,15 @@ class Producer:
         """
         present: set[str] = set()
         try:
-            for chunk in chunked([str(t.data_hash) for t in leased], STAGE_CHECK_CHUNK):
-                present.update(str(t.uuid) for t in tasks_in_stage(stage, chunk))
+            present.update(
+                str(t.uuid) for t in tasks_in_stage(stage, [str(t.data_hash) for t in leased])
+            )
         except Exception as exc:
             # Unknown: enqueue nothing rather than risk it; the next tick tries these again.
             self.log.warning(
                 "producer: could not check that leased tasks are still in the stage; leases "
                 "released for a later tick",
-                extra={"stage": stage.title, "error": redact(f"{type(exc).__name__}: {exc}")[:500]},
+                extra={"stage": stage.title, "error": f"{type(exc).__name__}: {exc}"[:500]},
             )
             summary.failed_to_send += len(leased)
             self._release([str(t.uuid) for t in leased])
@@ -300,7 +298,7 @@ class Producer:
                 "producer: label-row metadata listing failed; sending tasks without it",
                 extra={
                     "stage": config.title,
-                    "error": redact(f"{type(exc).__name__}: {exc}")[:500],
+                    "error": f"{type(exc).__name__}: {exc}"[:500],
                 },
             )
             return {}
@@ -356,7 +354,7 @@ class Producer:
         for task_uuid, error in report.failed.items():
             self.log.error(
                 "producer: message not sent; lease released for a later tick",
-                extra={"task_uuid": task_uuid, "error": redact(error)},
+                extra={"task_uuid": task_uuid, "error": error},
             )
         for task_uuid in too_big:
             self.log.error(
@@ -450,7 +448,7 @@ def handle_scheduled_event(
         # Configuration or credentials: nothing can be enqueued until someone fixes it.
         logger.error(
             "producer: cannot run",
-            extra={"error": redact(str(exc)), "error_type": type(exc).__name__},
+            extra={"error": str(exc), "error_type": type(exc).__name__},
         )
         raise
     summary = report.as_dict()

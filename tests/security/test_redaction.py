@@ -74,6 +74,22 @@ def test_the_filter_cleans_messages_arguments_fields_and_tracebacks(key: str) ->
     assert all(line not in output for line in _body(key) if len(line) >= 16), output
 
 
+def test_the_filter_cleans_strings_nested_in_structured_fields(key: str) -> None:
+    # A producer summary is logged as a dict whose "error" may quote whatever an exception said.
+    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "summary", None, None)
+    untouched = {"listed": 3, "title": "Agent 1"}
+    record.summary = {
+        "error": f"boom: {key}",
+        "stages": [{"error": _body(key)[1]}],
+        "ok": untouched,
+    }
+    RedactingFilter().filter(record)
+    dumped = json.dumps(record.summary)
+    assert all(line not in dumped for line in _body(key) if len(line) >= 16), dumped
+    assert record.summary["error"].startswith("boom: ")
+    assert record.summary["ok"] is untouched  # nothing to clean: the same object
+
+
 def test_install_adds_the_filter_once_to_root_and_given_handlers() -> None:
     root_handler, own = logging.StreamHandler(io.StringIO()), logging.StreamHandler(io.StringIO())
     logger = logging.getLogger("agentkit.test.install")
