@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -133,3 +134,10 @@ def test_sample_events_through_the_real_handlers(
     assert summary["stages"]["check"]["enqueued"] == 3  # 6 seeded, 3 done above
     assert summary["stages"]["triage"]["enqueued"] == 12
     assert stack.queue_depth() == 15
+
+
+def test_the_fallback_shape_is_the_templates_defaults() -> None:
+    # PipelineShape() stands in for template.yaml where the template is absent (an installed kit)
+    # and in LocalStack's default: its hand-written defaults must not drift from the template.
+    from_template = dataclasses.replace(PipelineShape.from_template(), environment={})
+    assert dataclasses.replace(PipelineShape(), environment={}) == from_template
