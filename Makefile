@@ -33,7 +33,7 @@ STRIP_LIBRARIES ?= 1
 # manylinux2014 is what most wheels carry; numpy >= 2.3 only publishes manylinux_2_28 wheels, and
 # the python3.12 runtime's glibc 2.34 runs everything up to manylinux_2_34.
 LAMBDA_PLATFORMS := manylinux2014_x86_64 manylinux_2_28_x86_64 manylinux_2_34_x86_64
-# --no-deps: the requirement files are complete lock files (see requirements/base.txt).
+# --no-deps: the requirement sets are complete, generated from uv.lock (scripts/lock_requirements.py).
 PIP_LAMBDA_ARGS := --disable-pip-version-check --no-input --upgrade --no-deps \
 	$(addprefix --platform ,$(LAMBDA_PLATFORMS)) --only-binary=:all: --implementation cp \
 	--python-version 3.12 --no-compile

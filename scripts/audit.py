@@ -70,7 +70,7 @@ def read_pins(path: Path, seen: set[Path] | None = None) -> dict[str, str]:
         if match is None:
             raise InputError(
                 f"{path.name}:{number}: {line!r} is not pinned with ==; the Lambda requirement "
-                "sets are lock files (see requirements/base.txt)"
+                "sets are generated from uv.lock (see scripts/lock_requirements.py)"
             )
         pins[normalise(match.group(1))] = match.group(3)
     return pins

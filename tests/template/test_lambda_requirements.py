@@ -1,5 +1,5 @@
-"""The Lambda requirement sets are complete lock files matching what the tests run, and the
-Makefile installs them for the Lambda platform."""
+"""The Lambda requirement sets are generated from uv.lock (never hand-edited), ship exactly the
+locked versions the tests run, and the Makefile installs them for the Lambda platform."""
 
 from __future__ import annotations
 
@@ -7,48 +7,32 @@ import importlib.metadata
 import os
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
 import pytest
-from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 REPO = Path(__file__).resolve().parents[2]
 REQUIREMENTS = REPO / "requirements"
-SETS = ("producer", "consumer", "vision")
-# The python3.12 runtime provides these; the sets leave them out on purpose (see base.txt).
-RUNTIME_PROVIDED = {"boto3", "botocore", "s3transfer"}
-CLI_ONLY = {"typer", "rich"}
+sys.path.insert(0, str(REPO / "scripts"))
+import lock_requirements  # noqa: E402
+
+SETS = tuple(lock_requirements.SETS)
+RUNTIME_PROVIDED = set(lock_requirements.RUNTIME_PROVIDED)
+CLI_ONLY = {"typer", "rich", "click"}
 VISION_ONLY = {"numpy", "opencv-python-headless"}
-# Marker values on Lambda's python3.12 x86_64 runtime.
-LAMBDA_MARKERS = {
-    "python_version": "3.12",
-    "python_full_version": "3.12.0",
-    "implementation_name": "cpython",
-    "implementation_version": "3.12.0",
-    "platform_python_implementation": "CPython",
-    "platform_system": "Linux",
-    "platform_machine": "x86_64",
-    "sys_platform": "linux",
-    "os_name": "posix",
-    "platform_release": "",
-    "platform_version": "",
-    "extra": "",
-}
 
 
 def read_set(path: Path) -> dict[str, Version]:
-    """name -> pinned version, following `-r` includes; anything but `name==version` fails."""
+    """name -> pinned version; anything but a plain `name==version` line fails."""
     pins: dict[str, Version] = {}
     for number, raw in enumerate(path.read_text().splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
-            continue
-        if line.startswith("-r "):
-            pins.update(read_set(path.parent / line[3:].strip()))
             continue
         requirement = Requirement(line)
         specifiers = list(requirement.specifier)
@@ -60,62 +44,44 @@ def read_set(path: Path) -> dict[str, Version]:
     return pins
 
 
-def lambda_dependencies(name: str) -> list[Requirement]:
-    requires = importlib.metadata.distribution(name).requires or []
-    found = []
-    for text in requires:
-        requirement = Requirement(text)
-        if requirement.marker is None or Marker(str(requirement.marker)).evaluate(LAMBDA_MARKERS):
-            found.append(requirement)
+def locked_versions() -> dict[str, set[Version]]:
+    """name -> every version uv.lock holds for it (one per Python version at most)."""
+    lock = tomllib.loads((REPO / "uv.lock").read_text())
+    found: dict[str, set[Version]] = {}
+    for package in lock["package"]:
+        if "version" in package:
+            found.setdefault(canonicalize_name(package["name"]), set()).add(
+                Version(package["version"])
+            )
     return found
 
 
+def test_sets_are_generated_from_the_lock() -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts/lock_requirements.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.mark.parametrize("name", SETS)
-def test_set_ships_exactly_the_tested_versions(name: str) -> None:
+def test_set_pins_locked_versions(name: str) -> None:
+    locked = locked_versions()
     for package, version in read_set(REQUIREMENTS / f"{name}.txt").items():
-        try:
-            installed = Version(importlib.metadata.version(package))
-        except importlib.metadata.PackageNotFoundError:
-            pytest.fail(f"{package} is in {name}.txt but not in the test environment")
-        assert installed == version, (
-            f"{name}.txt pins {package}=={version} but the tests run {installed}: "
-            "align the pin (or the environment) so that Lambda runs what was tested"
-        )
+        assert version in locked.get(package, set()), f"{name}.txt: {package}=={version} not in uv.lock"
 
 
-@pytest.mark.parametrize("name", SETS)
-def test_set_is_closed_under_its_dependencies(name: str) -> None:
-    # The Makefile installs with --no-deps, so a missing transitive pin would be missing in Lambda.
-    pins = read_set(REQUIREMENTS / f"{name}.txt")
-    for package in pins:
-        for requirement in lambda_dependencies(package):
-            dependency = canonicalize_name(requirement.name)
-            if dependency in RUNTIME_PROVIDED:
-                continue
-            assert dependency in pins, f"{package} needs {requirement}, which {name}.txt lacks"
-            assert requirement.specifier.contains(pins[dependency], prereleases=True), (
-                f"{package} needs {requirement}; {name}.txt pins {pins[dependency]}"
-            )
-
-
-def test_sets_agree_with_pyproject() -> None:
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    declared = [
-        Requirement(text)
-        for text in [
-            *project["dependencies"],
-            *project["optional-dependencies"]["vision"],
-            *project["optional-dependencies"]["dev"],
-        ]
-    ]
+def test_environment_runs_the_locked_versions() -> None:
+    # The suite runs on Lambda's Python minor version, so it tests what the sets ship.
+    assert sys.version_info[:2] == (3, 12), "run the suite in the .venv that scripts/setup makes"
+    locked = locked_versions()
     for name in SETS:
-        pins = read_set(REQUIREMENTS / f"{name}.txt")
-        for requirement in declared:
-            package = canonicalize_name(requirement.name)
-            if package in pins:
-                assert requirement.specifier.contains(pins[package], prereleases=True), (
-                    f"{name}.txt pins {package}=={pins[package]}, pyproject says {requirement}"
-                )
+        for package, version in read_set(REQUIREMENTS / f"{name}.txt").items():
+            installed = Version(importlib.metadata.version(package))
+            assert installed == version, f"{package}: .venv has {installed}, {name}.txt {version}"
+            assert installed in locked[package]
 
 
 def test_what_each_set_must_and_must_not_contain() -> None:
@@ -125,7 +91,6 @@ def test_what_each_set_must_and_must_not_contain() -> None:
         for needed in ("encord", "pydantic", "pydantic-settings", "aws-lambda-powertools"):
             assert needed in pins, (name, needed)
         assert pins["encord"] == Version("0.1.211")
-    assert not (set(sets["producer"]) & VISION_ONLY)
     assert not (set(sets["consumer"]) & VISION_ONLY)
     assert set(sets["vision"]) >= VISION_ONLY
     assert set(sets["consumer"]) <= set(sets["vision"])
