@@ -1,7 +1,8 @@
 """``agentkit bench``: the kit's costs measured side by side with the obvious alternatives.
 
 Runs the sections of infra/bench (Encord requests per task, producer calls, CPU and throughput,
-cold start, memory with media, Lambda package sizes) on the local emulator and a moto server,
+cold start, memory with media, Lambda package sizes, and against the released encord-agents 0.2.10
+in its own environment) on the local emulator and a moto server,
 prints one table and writes it as JSON. Method and last results: BENCHMARKS.md.
 """
 
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from infra.bench.common import BenchOptions
 
 # infra.bench.common.SECTIONS, repeated so that `agentkit --help` does not import infra.
-SECTIONS = ("requests", "producer", "throughput", "coldstart", "memory", "package")
+SECTIONS = ("requests", "producer", "throughput", "coldstart", "memory", "package", "peer")
 
 
 def _options(
@@ -82,6 +83,15 @@ def bench(
     json_path: Path = typer.Option(
         Path(".bench/results.json"), "--json", help="Where to write the results as JSON."
     ),
+    plot: Path | None = typer.Option(
+        None,
+        "--plot",
+        help="Draw the peer section's figure (tasks/s and requests/task) to this PNG.",
+    ),
+    peer_repeats: int | None = typer.Option(
+        None,
+        help="Runs per throughput figure of the peer section, the median reported (default 3).",
+    ),
     strict: bool = typer.Option(
         False, "--strict", help="Exit with status 1 if a target is missed."
     ),
@@ -102,6 +112,8 @@ def bench(
             "cold_runs": cold_runs,
             "image_count": image_count,
             "video_seconds": video_seconds,
+            "peer_repeats": peer_repeats,
+            "plot_path": plot,
         },
     )
     code = run_bench(options, json_path=json_path, strict=strict)

@@ -8,20 +8,23 @@ They import what such an agent imports: the encord SDK types and agent_core; nev
 from __future__ import annotations
 
 import os
-import time
 
-from encord.objects import Classification, LabelRowV2, Option
+from encord.objects import LabelRowV2
 from encord.storage import StorageItem
 from encord.workflow.stages.agent import AgentTask
 
 from agent_core import QueueRunner, TaskAgentReturnStruct
+from infra.bench.stage_work import (
+    MODEL_MS_ENV,
+    PATHWAY,
+    PRIORITY,
+    QUALITY,
+    STAGE,
+    model_call,
+    set_quality,
+)
 
-STAGE = "Agent 1"
-PATHWAY = "complete"
-QUALITY = "Quality"
-PRIORITY = 0.9
-# Milliseconds one simulated model call waits (an inference endpoint's latency), read per call.
-MODEL_MS_ENV = "AGENTKIT_BENCH_MODEL_MS"
+__all__ = ["MODEL_MS_ENV", "PATHWAY", "PRIORITY", "QUALITY", "STAGE", "model_call", "set_quality"]
 
 # The request-count kinds, in table order: what each stage function needs.
 KINDS = ("task_only", "label_row", "label_row_storage", "save_priority")
@@ -29,25 +32,6 @@ KINDS = ("task_only", "label_row", "label_row_storage", "save_priority")
 
 def _runner() -> QueueRunner:
     return QueueRunner(project_hash=os.environ["PROJECT_HASH"])
-
-
-def set_quality(lr: LabelRowV2, answer: str = "good") -> None:
-    """Replace the frame-0 answer of the ``Quality`` classification (a real label change)."""
-    classification = lr.ontology_structure.get_child_by_title(QUALITY, type_=Classification)
-    option = classification.get_child_by_title(answer, type_=Option)
-    for existing in lr.get_classification_instances(filter_ontology_classification=classification):
-        lr.remove_classification(existing)
-    instance = classification.create_instance()
-    instance.set_answer(option)
-    instance.set_for_frames(0)
-    lr.add_classification_instance(instance)
-
-
-def model_call() -> None:
-    """Stand-in for a call to a model endpoint: waits, like network I/O, without using the CPU."""
-    milliseconds = float(os.environ.get(MODEL_MS_ENV) or 0)
-    if milliseconds > 0:
-        time.sleep(milliseconds / 1000.0)
 
 
 def task_only() -> QueueRunner:

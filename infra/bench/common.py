@@ -27,7 +27,7 @@ PATHWAY = "complete"
 # The Encord API (REST and RPC), not the media behind signed URLs.
 ENCORD_API_ROUTES = r"re:^(RPC |[A-Z]+ /v2/)"
 
-SECTIONS = ("requests", "producer", "throughput", "coldstart", "memory", "package")
+SECTIONS = ("requests", "producer", "throughput", "coldstart", "memory", "package", "peer")
 
 
 class BenchError(RuntimeError):
@@ -74,6 +74,25 @@ class BenchOptions:
     # 6. Lambda package sizes: which variants of scripts/package_size.py (empty: all).
     package_variants: tuple[str, ...] = ()
     package_timeout_seconds: float = 1800.0
+    # 7. Against the released peer (encord-agents 0.2.10).
+    peer_count_tasks: int = 300  # one batch of the peer Runner's default 300
+    peer_count_batches: tuple[int, ...] = (100,)  # kit batch sizes counted beside the template's
+    peer_model_ms: tuple[float, ...] = (0.0, 50.0, 200.0)
+    peer_concurrency: tuple[int, ...] = (1, 2, 5)  # and the template's MaximumConcurrency
+    # Tasks per throughput run by model-call time (other times: the last entry's count).
+    peer_tasks: tuple[tuple[float, int], ...] = ((0.0, 150), (50.0, 100), (200.0, 100))
+    peer_repeats: int = 3
+    # Larger batches at the template's concurrency, to choose the default BatchSize from.
+    peer_sweep_model_ms: tuple[float, ...] = (0.0, 50.0)
+    peer_sweep_batches: tuple[int, ...] = (10, 50, 100, 200)
+    peer_sweep_tasks: int = 500
+    peer_sweep_window: float = 1.0
+    peer_timeline_tasks: int = 500
+    plot_path: Path | None = None
+
+    def peer_tasks_for(self, model_ms: float) -> int:
+        table = dict(self.peer_tasks)
+        return table.get(model_ms, self.peer_tasks[-1][1])
 
     @classmethod
     def quick(cls, **changes: Any) -> BenchOptions:
@@ -100,6 +119,16 @@ class BenchOptions:
             video_seconds=3.0,
             short_video_seconds=1.0,
             package_variants=("producer",),
+            peer_count_tasks=20,
+            peer_count_batches=(),
+            peer_model_ms=(20.0,),
+            peer_concurrency=(1, 2),
+            peer_tasks=((20.0, 20),),
+            peer_repeats=1,
+            peer_sweep_model_ms=(0.0,),
+            peer_sweep_batches=(20,),
+            peer_sweep_tasks=40,
+            peer_timeline_tasks=20,
         )
         return replace(tiny, **changes)
 
@@ -206,6 +235,17 @@ class BenchContext:
 
         snapshot = self.emulator.counters.snapshot()
         return Counter({k: n for k, n in snapshot.items() if not k.startswith(BLOB_ROUTE_PREFIXES)})
+
+    def aws_requests(self) -> Counter[str]:
+        """AWS requests the bench's moto server has served so far, by ``service.Operation``
+        (counted server-side, so every process's clients are seen)."""
+        import urllib.request
+
+        from infra.bench.worker import COUNTS_PATH
+
+        with urllib.request.urlopen(self.moto.endpoint_url + COUNTS_PATH, timeout=10) as reply:
+            counts: dict[str, int] = json.loads(reply.read())
+        return Counter(counts)
 
     def close(self) -> None:
         if self._moto_process is not None:

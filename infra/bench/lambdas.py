@@ -36,6 +36,8 @@ class _Environment:
             bufsize=1,
         )
         self.invocations = 0
+        # Per invocation: records, handler wall seconds, threads the handler started.
+        self.records: list[dict[str, Any]] = []
         ready = self._read_line(start_timeout)
         if not ready.get("ready"):
             raise BenchError(f"consumer worker did not start: {ready}")
@@ -61,9 +63,28 @@ class _Environment:
         self.process.stdin.flush()
         reply = self._read_line(remaining_ms / 1000 + 30)
         self.invocations += 1
+        self.records.append(
+            {
+                "records": len(event.get("Records", [])),
+                "seconds": float(reply.get("seconds", 0.0)),
+                "threads": int(reply.get("threads", 0)),
+            }
+        )
         if "error" in reply:
             raise RuntimeError(f"consumer invocation failed: {reply['error']}")
         return reply.get("response")
+
+    def send_configure(self, env: Mapping[str, str | None]) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps({"configure": dict(env)}) + "\n")
+        self.process.stdin.flush()
+
+    def finish_configure(self, timeout: float) -> None:
+        reply = self._read_line(timeout)
+        if not reply.get("configured"):
+            raise BenchError(f"consumer worker could not be configured: {reply.get('error')}")
+        self.records = []
+        self.invocations = 0
 
     def close(self, timeout: float = 10.0) -> None:
         if self.process.poll() is None and self.process.stdin is not None:
@@ -96,6 +117,7 @@ class ProcessPool:
         self._start_timeout = start_timeout
         self._idle: queue.Queue[_Environment] = queue.Queue()
         self._all: list[_Environment] = []
+        self._active: list[_Environment] = []
 
     def start(self) -> ProcessPool:
         """Start every process and wait until each is ready (handler imported; with ``warm``,
@@ -104,10 +126,30 @@ class ProcessPool:
             for _ in range(self.size):
                 environment = _Environment(self._env, self._start_timeout, self.warm)
                 self._all.append(environment)
+                self._active.append(environment)
                 self._idle.put(environment)
         except BaseException:
             self.close()
             raise
+        return self
+
+    def configure(self, env: Mapping[str, str | None], size: int | None = None) -> ProcessPool:
+        """Make the first ``size`` environments (all by default) serve another stack (``env``,
+        e.g. ``worker_env()`` inside it), warm, with their invocation records cleared; only they
+        take invocations until the next ``configure``. Reusing started interpreters saves each
+        run the imports of a cold start, which on a busy 2-core machine take seconds each."""
+        size = len(self._all) if size is None else size
+        if not 1 <= size <= len(self._all):
+            raise ValueError(f"size must be between 1 and {len(self._all)}, got {size}")
+        while not self._idle.empty():
+            self._idle.get_nowait()
+        self._active = self._all[:size]
+        # All at once: each warms (imports the agent, fetches the project) in its own process.
+        for environment in self._active:
+            environment.send_configure(env)
+        for environment in self._active:
+            environment.finish_configure(self._start_timeout)
+            self._idle.put(environment)
         return self
 
     def invoke(self, handler: Any, event: dict[str, Any], context: Any) -> Any:
@@ -119,7 +161,12 @@ class ProcessPool:
 
     @property
     def invocations(self) -> list[int]:
-        return [e.invocations for e in self._all]
+        return [e.invocations for e in self._active]
+
+    @property
+    def invocation_records(self) -> list[dict[str, Any]]:
+        """Every invocation of every environment: records, handler seconds, threads started."""
+        return [r for e in self._active for r in e.records]
 
     def close(self) -> None:
         for environment in self._all:

@@ -33,6 +33,7 @@ SECTION_MODULES = {
     "coldstart": "infra.bench.coldstart",
     "memory": "infra.bench.memory",
     "package": "infra.bench.package",
+    "peer": "infra.bench.peer",
 }
 SECTION_TITLES = {
     "requests": "1. Encord requests per task (consumer)",
@@ -41,6 +42,7 @@ SECTION_TITLES = {
     "coldstart": "4. Cold start",
     "memory": "5. Peak memory with media",
     "package": "6. Lambda package sizes",
+    "peer": "7. Against the released peer, encord-agents 0.2.10",
 }
 STATUS_STYLE = {"PASS": "green", "FAIL": "bold red", "ERROR": "bold red", "SKIPPED": "yellow"}
 
