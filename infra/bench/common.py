@@ -80,14 +80,14 @@ class BenchOptions:
     peer_model_ms: tuple[float, ...] = (0.0, 50.0, 200.0)
     peer_concurrency: tuple[int, ...] = (1, 2, 5)  # and the template's MaximumConcurrency
     # Tasks per throughput run by model-call time (other times: the last entry's count).
-    peer_tasks: tuple[tuple[float, int], ...] = ((0.0, 150), (50.0, 100), (200.0, 100))
+    peer_tasks: tuple[tuple[float, int], ...] = ((0.0, 100), (50.0, 100), (200.0, 60))
     peer_repeats: int = 3
     # Larger batches at the template's concurrency, to choose the default BatchSize from.
     peer_sweep_model_ms: tuple[float, ...] = (0.0, 50.0)
-    peer_sweep_batches: tuple[int, ...] = (10, 50, 100, 200)
-    peer_sweep_tasks: int = 500
+    peer_sweep_batches: tuple[int, ...] = (10, 30, 60, 100)
+    peer_sweep_tasks: int = 300
     peer_sweep_window: float = 1.0
-    peer_timeline_tasks: int = 500
+    peer_timeline_tasks: int = 300
     plot_path: Path | None = None
 
     def peer_tasks_for(self, model_ms: float) -> int:

@@ -18,9 +18,10 @@ ratio:
   concurrency slot a warm consumer process (``lambdas.ProcessPool``), against the peer's
   ``Runner`` (constructed, project fetched, before its clock starts). Also the consumers'
   threads started per batch and their handler time (the Lambda GB-seconds of the cost model).
-* **Batch size**: the same end-to-end run at the template's concurrency with larger consumer
-  batches (window ``peer_sweep_window``) and each sweep model time: tasks/s, Encord requests and
-  DynamoDB calls per task, handler seconds per invocation; from these the default is chosen.
+* **Batch size**: the consumers alone (queue filled by an untimed tick first) at the template's
+  concurrency with larger batches (window ``peer_sweep_window``) at each sweep model time:
+  tasks/s, Encord requests and DynamoDB calls per task, handler seconds per invocation; from
+  these the default is chosen.
 * **The producer tick's timeline**: one tick over ``peer_timeline_tasks`` tasks with latency, each
   Encord request and AWS call timed in this process (``timeline``).
 
@@ -275,8 +276,14 @@ def kit_run(
     *,
     batch_size: int | None = None,
     window_seconds: float | None = None,
+    prefill: bool = False,
 ) -> dict[str, Any]:
-    """One end-to-end run: producer tick while ``concurrency`` warm consumer processes drain."""
+    """One end-to-end run: producer tick while ``concurrency`` warm consumer processes drain.
+
+    With ``prefill`` the tick runs first, untimed, and only the consumers' drain of the full
+    queue is timed and counted: what a batch size does to the consumer alone (with the tick
+    overlapped, batches larger than what the producer enqueues within the window never fill).
+    """
     options = ctx.options
     spec = project_spec(f"bench peer e2e {model_ms:g} ms c{concurrency} b{batch_size}", tasks)
     env = {MODEL_MS_ENV: f"{model_ms:g}"}
@@ -296,10 +303,19 @@ def kit_run(
                 invoke_wrapper=pool.invoke,
                 on_invocation=lambda _report: finished.append(time.perf_counter()),
             )
-            with counting(ctx) as counts:
-                started = time.perf_counter()
-                tick, tick_seconds = _tick_while_polling(stack, poller, started, options)
-                seconds = max(finished, default=time.perf_counter()) - started
+            if prefill:
+                began = time.perf_counter()
+                tick = stack.producer_tick()
+                tick_seconds = time.perf_counter() - began
+                with counting(ctx) as counts:
+                    started = time.perf_counter()
+                    poller.drain(timeout_seconds=options.e2e_timeout_seconds)
+                    seconds = max(finished, default=time.perf_counter()) - started
+            else:
+                with counting(ctx) as counts:
+                    started = time.perf_counter()
+                    tick, tick_seconds = _tick_while_polling(stack, poller, started, options)
+                    seconds = max(finished, default=time.perf_counter()) - started
             invocations = pool.invocation_records
             stats = poller.stats
         done = ctx.emulator.state.stage_counts(stack.project_hash)["Complete"]
@@ -320,6 +336,7 @@ def kit_run(
         "pool_start_seconds": pool_seconds,
         "tasks_per_second": tasks / seconds,
         "producer_tick_seconds": tick_seconds,
+        "prefilled": prefill,
         "producer_totals": tick.get("totals"),
         "invocations": len(invocations),
         "records_per_invocation": tasks / max(1, len(invocations)),
@@ -418,7 +435,7 @@ def measure_batches(
     rows: list[dict[str, Any]] = []
     for model_ms in options.peer_sweep_model_ms:
         for batch in options.peer_sweep_batches:
-            tasks = max(options.peer_sweep_tasks, batch * template_concurrency)
+            tasks = options.peer_sweep_tasks
             step(f"peer: (kit) batch {batch}, {model_ms:g} ms model, {tasks} tasks")
             rows.append(
                 kit_run(
@@ -429,6 +446,7 @@ def measure_batches(
                     template_concurrency,
                     batch_size=batch,
                     window_seconds=options.peer_sweep_window,
+                    prefill=True,
                 )
             )
     return rows
@@ -584,9 +602,9 @@ def rows_from(data: dict[str, Any]) -> list[Row]:
             Row(
                 section=SECTION,
                 key=f"peer.batch{run['batch_size']}.model{run['model_ms']:g}ms",
-                metric=f"Batch {run['batch_size']} (window {run['window_seconds']:g} s), "
-                f"{run['model_ms']:g} ms model, concurrency {run['concurrency']}, "
-                f"{run['tasks']} tasks: tasks/s",
+                metric=f"Consumers alone, batch {run['batch_size']} (window "
+                f"{run['window_seconds']:g} s), {run['model_ms']:g} ms model, concurrency "
+                f"{run['concurrency']}, {run['tasks']} tasks: tasks/s",
                 unit="tasks/s",
                 kit=run["tasks_per_second"],
                 note=f"{run['encord_per_task']:.3f} Encord req/task, "

@@ -93,6 +93,9 @@ def threads_and_calls(after: dict[str, Any], before: dict[str, Any] | None) -> l
 def batches(results: dict[str, Any]) -> list[str]:
     data = _measured(results)
     lines = [
+        "The consumers alone: an untimed producer tick fills the queue, then the consumers drain "
+        "it at the template's concurrency.",
+        "",
         "| batch | window s | model ms | tasks | tasks/s | Encord req/task | DynamoDB calls/task "
         "| handler s/invocation | invocations |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",

@@ -22,6 +22,7 @@ is bounded by the concurrency, so it is measured at each ``model_ms`` given.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import threading
 import time
@@ -97,8 +98,9 @@ def _tick_while_polling(
     """One producer tick, with the poller consuming what it enqueues as it arrives.
 
     Lambda's event-source mapping polls all the time, so consumers start on the first page of
-    tasks while the producer still works on the next. The poller's drain ends whenever the queue
-    is momentarily empty, so it is restarted until the tick is over and the queue drained.
+    tasks while the producer still works on the next. A poller whose ``drain`` takes
+    ``stop_when`` keeps polling until the tick is over; an older one ends its drain whenever the
+    queue is momentarily empty, so it is restarted until the tick is over and the queue drained.
     """
     outcome: dict[str, Any] = {}
 
@@ -112,12 +114,17 @@ def _tick_while_polling(
     producer = threading.Thread(target=produce, name="bench-producer", daemon=True)
     producer.start()
     deadline = started + options.e2e_timeout_seconds
-    while True:
+    if "stop_when" in inspect.signature(poller.drain).parameters:
+        # A poller that keeps polling like the event-source mapping until told to stop.
+        poller.drain(
+            timeout_seconds=options.e2e_timeout_seconds,
+            stop_when=lambda: not producer.is_alive(),
+        )
+    while time.perf_counter() < deadline:
         producer_done = not producer.is_alive()
-        remaining = deadline - time.perf_counter()
-        if remaining <= 0:
+        if producer_done and poller.is_drained():
             break
-        stats = poller.drain(timeout_seconds=remaining)
+        stats = poller.drain(timeout_seconds=max(0.1, deadline - time.perf_counter()))
         if producer_done and stats.drained:
             break
     producer.join(timeout=max(1.0, deadline - time.perf_counter()))
