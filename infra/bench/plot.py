@@ -47,9 +47,9 @@ def plot(data: dict[str, Any], path: Path) -> Path:
     peer_requests = statistics.median(r["encord_per_task"] for e in models for r in e["peer_runs"])
     for index, (key, ylabel, title) in enumerate(
         (
-            ("tasks_per_second", "tasks/s", "Throughput vs consumer batch size"),
-            ("encord_per_task", "Encord requests/task", "Encord requests vs batch size"),
-            ("dynamodb_calls_per_task", "DynamoDB calls/task", "DynamoDB calls vs batch size"),
+            ("tasks_per_second", "tasks/s", "Consumers alone: throughput vs batch size"),
+            ("encord_per_task", "Encord requests/task", "Consumers alone: Encord requests"),
+            ("dynamodb_calls_per_task", "DynamoDB calls/task", "Consumers alone: DynamoDB calls"),
         )
     ):
         ax = axes[(index + 1) // 2][(index + 1) % 2]
@@ -62,7 +62,7 @@ def plot(data: dict[str, Any], path: Path) -> Path:
                 [r["batch_size"] for r in runs], values, marker="o", label=f"kit, {model_ms:g} ms"
             )
         if key == "encord_per_task":
-            ax.axhline(peer_requests, color="k", linestyle="--", label="peer Runner (batch 300)")
+            ax.axhline(peer_requests, color="k", linestyle="--", label="peer Runner, whole run")
         if key == "dynamodb_calls_per_task":
             ax.axhline(1.0, color="r", linestyle=":", label="goal: 1 call/task")
         ax.set(xlabel="consumer batch size (messages)", ylabel=ylabel, xscale="log")
