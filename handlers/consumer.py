@@ -10,7 +10,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from agent_core.pipeline.consume import CONSUMER_SERVICE, handle_sqs_event
+from agent_core.pipeline.consume import CONSUMER_SERVICE, handle_sqs_event, warm_up
 from agent_core.pipeline.context import LambdaContextLike, ensure_context
 from agent_core.pipeline.observability import capture_handler, make_tracer
 from agent_core.redaction import escaping
@@ -21,6 +21,7 @@ from agent_core.vendored import ensure_vendored
 ensure_vendored()
 
 logger = Logger(service=CONSUMER_SERVICE)
+warm_up()
 tracer = make_tracer(CONSUMER_SERVICE)
 
 

@@ -22,6 +22,7 @@ moves what the kit never saw at all.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -67,6 +68,7 @@ __all__ = [
     "lambda_to_sqs_attributes",
     "redact",
     "require",
+    "warm_up",
 ]
 
 _log = logging.getLogger(__name__)
@@ -611,7 +613,12 @@ def consumer_from_environment(
         settings.dead_letter_queue_url, "DEAD_LETTER_QUEUE_URL", "the dead-letter queue's URL"
     )
     table = require(settings.lease_table_name, "LEASE_TABLE_NAME", "the lease table's name")
-    leases = LeaseTable(table, client=dynamodb_client(), ttl_seconds=settings.lease_ttl_seconds)
+    leases = LeaseTable(
+        table,
+        client=dynamodb_client(),
+        ttl_seconds=settings.lease_ttl_seconds,
+        run_margin_seconds=settings.lease_run_margin_seconds,
+    )
     return Consumer(
         lambda: get_runner(settings),
         settings=settings,
@@ -622,6 +629,39 @@ def consumer_from_environment(
         context=context,
         logger=logger,
     )
+
+
+def warm_up() -> None:
+    """Work for Lambda's init phase, which has its own time limit apart from the function
+    timeout: the heavy imports and the AWS clients, so the first invocation's clock is spent on
+    its batch. In Lambda (``AWS_LAMBDA_FUNCTION_NAME`` set) the runner also starts loading, in
+    the background: a slow Encord at a cold start then delays no init, and the first invocation
+    waits for the load only as long as its deadline allows. Never raises."""
+    import os
+    import threading
+
+    try:
+        import encord.user_client  # noqa: F401
+        from aws_lambda_powertools.metrics import EphemeralMetrics  # noqa: F401
+
+        from agent_core.pipeline.clients import dynamodb_client, sqs_client
+
+        sqs_client()
+        dynamodb_client()
+    except Exception:
+        return
+    if not os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        return
+
+    def preload() -> None:
+        from agent_core.pipeline.loader import get_runner
+        from agent_core.settings import PipelineSettings
+
+        # On failure the first invocation loads it again, and reports the error.
+        with contextlib.suppress(Exception):
+            get_runner(PipelineSettings())
+
+    threading.Thread(target=preload, name="runner-preload", daemon=True).start()
 
 
 def metrics_by_stage(batch: Sequence[Delivery]) -> dict[str, dict[str, float]]:

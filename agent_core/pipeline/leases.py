@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 PENDING_LEASE_SECONDS = 900
 # A consumer holds a running lease this long past the end of its invocation before another
 # delivery may treat it as dead and take over.
-RUN_MARGIN_SECONDS = 60
+RUN_MARGIN_SECONDS = 30
 # DynamoDB items are limited to 400 KB; an error text needs far less.
 MAX_ERROR_CHARS = 2_000
 # DynamoDB's limit of items per TransactWriteItems call.
@@ -218,8 +218,10 @@ class LeaseTable:
         client: DynamoDBClient,
         ttl_seconds: int,
         clock: Callable[[], float] = time.time,
+        run_margin_seconds: int = RUN_MARGIN_SECONDS,
     ) -> None:
         self.table_name = table_name
+        self.run_margin_seconds = run_margin_seconds
         self._client = client
         self._ttl_seconds = ttl_seconds
         self._clock = clock
@@ -424,7 +426,7 @@ class LeaseTable:
     def claim_many(self, requests: Sequence[ClaimRequest], *, run_seconds: float) -> list[Claim]:
         """Mark the tasks running for this invocation; one Claim per request, same order."""
         now = self._now()
-        run_until = now + math.ceil(max(0.0, run_seconds)) + RUN_MARGIN_SECONDS
+        run_until = now + math.ceil(max(0.0, run_seconds)) + self.run_margin_seconds
         claims: list[Claim | None] = [None] * len(requests)
         fast = [i for i, r in enumerate(requests) if r.first_receive and r.origin]
         if fast:
