@@ -122,6 +122,8 @@ class Delivery:
         # the metric's cardinality bounded.
         if self.stage is not None:
             return self.stage.title
+        if self.poison is None and self.envelope is not None:
+            return str(self.envelope.stage_uuid)
         return INVALID_STAGE
 
 
@@ -414,6 +416,8 @@ class Consumer:
         """One run_batch per stage, bounded by the invocation's deadline."""
         from agent_core.models import BatchItem
 
+        if not batch:
+            return
         groups: dict[UUID, list[Delivery]] = {}
         for d in batch:
             assert d.envelope is not None
@@ -570,6 +574,10 @@ class Consumer:
             )
 
     def _log_batch_error(self, what: str, exc: BaseException) -> None:
+        from agent_core.exceptions import CredentialsError
+
+        if isinstance(exc, CredentialsError):
+            what += ": the Encord key is unavailable; the batch will be retried"
         self.log.error(
             f"consumer: {what}",
             extra={
