@@ -191,7 +191,15 @@ def escaping(exc: BaseException) -> BaseException:
     """What a handler lets escape in place of ``exc``: a redacted copy, except for a bare
     process-stop signal (KeyboardInterrupt, SystemExit, a harness's kill) whose text is clean,
     which keeps its type so that whoever stops the process still recognises it."""
+    from agent_core.exceptions import AgentkitError
+
     text = exception_text(exc)
+    if isinstance(exc, AgentkitError):
+        # Our own types keep their class (errorType names what to fix), with a redacted text.
+        try:
+            return type(exc)(text)
+        except Exception:  # a subclass with another constructor
+            return RedactedError(type(exc).__name__, text)
     if not isinstance(exc, Exception):
         try:
             clean = str(exc) == text

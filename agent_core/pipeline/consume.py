@@ -497,6 +497,16 @@ class Consumer:
         except Exception as exc:
             failed = dict.fromkeys(messages, exception_text(exc))
         for d in batch:
+            if d.message_id not in failed:
+                self.log.warning(
+                    "consumer: message moved to the DLQ",
+                    extra={
+                        "message_id": d.message_id,
+                        "task_uuid": d.task_uuid,
+                        "reason": d.disposition.reason if d.disposition else None,
+                    },
+                )
+                continue
             if d.message_id in failed:
                 # It stays on the work queue and is parked on a later receive.
                 self.log.error(
@@ -642,12 +652,14 @@ def consumer_from_environment(
 def warm_up() -> None:
     """Work for Lambda's init phase, which has its own time limit apart from the function
     timeout: the heavy imports and the AWS clients, so the first invocation's clock is spent on
-    its batch. In Lambda (``AWS_LAMBDA_FUNCTION_NAME`` set) the runner also starts loading, in
-    the background: a slow Encord at a cold start then delays no init, and the first invocation
+    its batch (only in Lambda: ``AWS_LAMBDA_FUNCTION_NAME`` set). The runner also starts loading,
+    in the background: a slow Encord at a cold start then delays no init, and the first invocation
     waits for the load only as long as its deadline allows. Never raises."""
     import os
     import threading
 
+    if not os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        return  # imported outside Lambda (a test, a script): stay light
     try:
         import encord.user_client  # noqa: F401
         from aws_lambda_powertools.metrics import EphemeralMetrics  # noqa: F401
@@ -657,8 +669,6 @@ def warm_up() -> None:
         sqs_client()
         dynamodb_client()
     except Exception:
-        return
-    if not os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
         return
 
     def preload() -> None:
