@@ -268,7 +268,8 @@ class Consumer:
         return self.deadline - self.reserve
 
     def should_continue(self) -> bool:
-        return time.monotonic() < self.work_until
+        # Asks the context each time (between tasks): it is the runtime's clock.
+        return self.context.get_remaining_time_in_millis() / 1000 > self.reserve
 
     # -- the batch ----------------------------------------------------------------------------
 
