@@ -1,23 +1,28 @@
 """Calls that end by a deadline, whatever the code they run does (hangs, BaseExceptions).
 
 Python cannot kill a thread, and Lambda kills the whole execution environment at the function
-timeout, which loses every answer of the batch. So each bounded call runs in a fresh daemon
-thread, and the caller stops waiting at the deadline: the call is then *abandoned* (it fails
-alone, with ``DeadlineExceeded``) and its thread keeps running, unobserved, until it ends or the
-environment is recycled. Nothing an abandoned call returns is used: results travel only through
-``bounded_call``'s return value, which the caller no longer reads.
+timeout, which loses every answer of the batch. So a bounded call runs on a worker thread, and
+the caller stops waiting at the deadline: the call is then *abandoned* (it fails alone, with
+``DeadlineExceeded``) and its worker keeps running it, unobserved. Nothing an abandoned call
+returns is used: results travel only through ``bounded_call``'s return value, which the caller no
+longer reads.
 
-Why a fresh thread per call (measured ~0.1 ms each, see docs/LEASES.md "Threads"): a hung call
-then holds only its own thread; the next task or invocation never queues behind it, which a
-shared worker pool would do once a hung call occupies a worker.
+The workers are one pool per process, reused across calls and invocations (no thread is started
+per call once the pool is warm). A worker busy with an abandoned call is never handed new work:
+the next call takes another idle worker or starts one, so a hung agent holds exactly one thread
+and never makes a later task or invocation wait behind it. When the abandoned call does end, its
+worker returns to the pool.
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -30,15 +35,75 @@ class DeadlineExceeded(Exception):
         self.seconds = seconds
 
 
-_abandoned_lock = threading.Lock()
-_abandoned: list[threading.Thread] = []
+@dataclass
+class _Job:
+    fn: Callable[[], Any]
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    error: BaseException | None = None
 
 
-def abandoned_threads() -> int:
-    """How many abandoned calls are still running in this process."""
-    with _abandoned_lock:
-        _abandoned[:] = [t for t in _abandoned if t.is_alive()]
-        return len(_abandoned)
+class _Worker:
+    def __init__(self, pool: _Pool) -> None:
+        self.jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._pool = pool
+        self.thread = threading.Thread(target=self._loop, name="agentkit-bounded", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            job = self.jobs.get()
+            try:
+                job.result = job.fn()
+            except BaseException as exc:  # carried to the caller, whatever it is
+                job.error = exc
+            job.done.set()
+            self._pool.release(self)
+
+
+class _Pool:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: list[_Worker] = []
+        self.started = 0
+        self.busy = 0
+
+    def acquire(self) -> _Worker:
+        with self._lock:
+            self.busy += 1
+            if self._idle:
+                return self._idle.pop()
+            self.started += 1
+        return _Worker(self)
+
+    def release(self, worker: _Worker) -> None:
+        with self._lock:
+            self.busy -= 1
+            self._idle.append(worker)
+
+
+_pool = _Pool()
+_fan_out: ThreadPoolExecutor | None = None
+_fan_out_lock = threading.Lock()
+# Concurrent AWS calls of one fan-out (SendMessageBatch of a page): botocore's pool has 32
+# connections (agent_core.pipeline.clients).
+FAN_OUT_WORKERS = 8
+
+
+def fan_out_executor() -> ThreadPoolExecutor:
+    """The process's one executor for running independent AWS calls side by side (never for
+    user code: that goes through ``bounded_call``)."""
+    global _fan_out
+    with _fan_out_lock:
+        if _fan_out is None:
+            _fan_out = ThreadPoolExecutor(max_workers=FAN_OUT_WORKERS, thread_name_prefix="fanout")
+        return _fan_out
+
+
+def pool_stats() -> dict[str, int]:
+    """Threads the pool has started in this process, and calls running now (abandoned ones
+    included): for benchmarks and tests."""
+    return {"threads_started": _pool.started, "busy": _pool.busy}
 
 
 def bounded_call(fn: Callable[[], T], *, deadline: float | None, what: str) -> T:
@@ -48,23 +113,12 @@ def bounded_call(fn: Callable[[], T], *, deadline: float | None, what: str) -> T
     handle, never the runtime's."""
     if deadline is None:
         return fn()
-    box: list[object] = []
-    failure: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            box.append(fn())
-        except BaseException as exc:  # carried to the caller, whatever it is
-            failure.append(exc)
-
+    job = _Job(fn)
     seconds = max(0.0, deadline - time.monotonic())
-    thread = threading.Thread(target=target, name=f"bounded:{what[:40]}", daemon=True)
-    thread.start()
-    thread.join(seconds)
-    if thread.is_alive():
-        with _abandoned_lock:
-            _abandoned.append(thread)
+    _pool.acquire().jobs.put(job)
+    if not job.done.wait(seconds):
         raise DeadlineExceeded(what, seconds)
-    if failure:
-        raise failure[0]
-    return box[0]  # type: ignore[return-value]
+    if job.error is not None:
+        raise job.error
+    result: T = job.result
+    return result

@@ -136,9 +136,13 @@ class SoakHarness:
                     self.doomed_request = None
 
     def before_lease_write(self, params: dict[str, Any], **_: Any) -> None:
-        if not str(params.get("ConditionExpression", "")).startswith("run_token"):
-            return  # producer writes and consumer claims
-        token = str(params["ExpressionAttributeValues"][":token"]["S"])
+        # The consumer ends its runs in one transaction per batch; each item is conditioned on
+        # its run_token. Producer writes and claims have other conditions.
+        items = [next(iter(i.values())) for i in params.get("TransactItems", [])]
+        ending = [i for i in items if str(i.get("ConditionExpression", "")).startswith("run_token")]
+        if not ending:
+            return
+        token = str(ending[0]["ExpressionAttributeValues"][":token"]["S"])
         request_id = token.split(":", 1)[0]
         with self.lock:
             if self.crash is not None and self.crash.request_id == request_id:
