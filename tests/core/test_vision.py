@@ -164,7 +164,11 @@ def test_frame_base64_encodings() -> None:
     content = np.zeros((4, 6, 3), dtype=np.uint8)
     content[..., 0] = 255  # red in RGB
     frame = Frame(frame=7, content=content)
-    raw = frame.b64_encoding(".png")
+    # The default is a data URL, as in encord-agents (silent difference 6 of issue 10).
+    assert frame.b64_encoding() == "data:image/jpeg;base64," + frame.b64_encoding(
+        output_format="raw"
+    )
+    raw = frame.b64_encoding(".png", "raw")
     decoded = cv2.imdecode(np.frombuffer(base64.b64decode(raw), np.uint8), cv2.IMREAD_COLOR)
     assert decoded.shape == (4, 6, 3) and decoded[0, 0].tolist() == [0, 0, 255]  # BGR on disk
     assert frame.b64_encoding(".png", "url").startswith("data:image/png;base64,")

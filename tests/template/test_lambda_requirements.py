@@ -70,7 +70,9 @@ def test_sets_are_generated_from_the_lock() -> None:
 def test_set_pins_locked_versions(name: str) -> None:
     locked = locked_versions()
     for package, version in read_set(REQUIREMENTS / f"{name}.txt").items():
-        assert version in locked.get(package, set()), f"{name}.txt: {package}=={version} not in uv.lock"
+        assert version in locked.get(package, set()), (
+            f"{name}.txt: {package}=={version} not in uv.lock"
+        )
 
 
 def test_environment_runs_the_locked_versions() -> None:
