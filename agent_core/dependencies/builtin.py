@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from agent_core.dependencies.depends import DEPRECATION_ATTR
-from agent_core.exceptions import DependencyError
+from agent_core.exceptions import DependencyError, PrintableError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DataLookup",
     "Twin",
+    "TwinProjectError",
     "dep_client",
     "dep_data_lookup",
     "dep_storage_item",
@@ -34,9 +35,17 @@ __all__ = [
 ]
 
 
-def dep_client(client: EncordUserClient) -> EncordUserClient:
-    """The runner's authenticated ``EncordUserClient`` (one per process, not one per task)."""
-    return client
+def dep_client(client: EncordUserClient | None = None) -> EncordUserClient:
+    """The runner's authenticated ``EncordUserClient`` (one per process, not one per task).
+
+    Called directly (``dep_client()``, as encord-agents' examples do), it builds one from the
+    environment like ``get_user_client()``.
+    """
+    if client is not None:
+        return client
+    from agent_core.settings import get_user_client
+
+    return get_user_client()
 
 
 def dep_storage_item(storage_item: StorageItem) -> StorageItem:
@@ -133,6 +142,10 @@ setattr(
 )
 
 
+class TwinProjectError(DependencyError, PrintableError):
+    """The twin project cannot be opened (a ``PrintableError``, as encord-agents raises)."""
+
+
 @dataclass(frozen=True)
 class Twin:
     """The label row (and optionally the task) of the same data unit in a "twin" project."""
@@ -143,12 +156,14 @@ class Twin:
 
 def dep_twin_label_row(
     twin_project_hash: str, init_labels: bool = True, include_task: bool = False
-) -> Callable[[AgentTask, EncordUserClient], Twin | None]:
+) -> Callable[..., Twin | None]:
     """A dependency giving the task's ``Twin`` in project ``twin_project_hash`` (None if absent).
 
     The twin project is fetched once per process, on first use, and only the one label row of
     the task's data hash is listed per task. ``init_labels`` initialises that row;
-    ``include_task`` also finds the twin's workflow task (None if it cannot be found).
+    ``include_task`` also finds the twin's workflow task (None if it cannot be found). As in
+    encord-agents, the returned function can also be called directly with a label row (or
+    anything with a ``data_hash``): ``dep_twin_label_row(hash)(label_row)``.
     """
     state: dict[str, Project] = {}
     lock = threading.Lock()
@@ -161,19 +176,29 @@ def dep_twin_label_row(
                     AuthenticationError,
                     AuthorisationError,
                     ResourceNotFoundError,
+                    UnknownException,
                 )
 
                 try:
                     project = client.get_project(twin_project_hash)
-                except (AuthorisationError, AuthenticationError, ResourceNotFoundError):
-                    raise DependencyError(
+                except (
+                    AuthorisationError,
+                    AuthenticationError,
+                    ResourceNotFoundError,
+                    UnknownException,
+                ):
+                    raise TwinProjectError(
                         f"Cannot open twin project {twin_project_hash}: it does not exist or this "
                         "key has no access to it. Add the key's user to the project."
                     ) from None
                 state["project"] = project
             return project
 
-    def twin_label_row(task: AgentTask, client: EncordUserClient) -> Twin | None:
+    def twin_label_row(task: AgentTask, client: EncordUserClient | None = None) -> Twin | None:
+        if client is None:
+            from agent_core.settings import get_user_client
+
+            client = get_user_client()
         project = twin_project(client)
         rows = project.list_label_rows_v2(data_hashes=[str(task.data_hash)])
         if not rows:
