@@ -121,7 +121,8 @@ def download_asset(storage_item: StorageItem, frame: int | None = None) -> Itera
     import requests
 
     item_type = _item_type(storage_item)
-    url = storage_item.get_signed_url()
+    # A group has no URL of its own (the SDK warns when asked for one).
+    url = None if item_type in (IMAGE_GROUP, GROUP) else storage_item.get_signed_url()
     if item_type == IMAGE_GROUP:
         if frame is None:
             raise UnsupportedMediaError(DOWNLOAD_NATIVE_IMAGE_GROUP_WO_FRAME_ERROR_MESSAGE)
