@@ -483,10 +483,12 @@ def _resolve_pathway(value: object, stage: AgentStage, agent: RunnerAgent) -> Ag
             if pathway.uuid == as_uuid:
                 return pathway
     valid = ", ".join(f'"{p.name}" ({p.uuid})' for p in stage.pathways) or "none"
+    shown = str(value) if isinstance(value, UUID) else repr(value)
+    # The valid pathways come last: a shortened repr of the error (pytest's keeps its two ends)
+    # still shows them.
     raise PathwayNotFoundError(
-        f"{agent.function_name} returned pathway {value!r}, which stage {stage.title!r} does not "
-        f"have. Its pathways are: {valid}. Return one of these names or UUIDs, or None to leave "
-        "the task in the stage."
+        f"{agent.function_name} returned {shown}, which is not a pathway of stage "
+        f"{stage.title!r}. Return None (the task stays) or one of its pathways: {valid}"
     )
 
 

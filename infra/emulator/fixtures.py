@@ -72,6 +72,7 @@ class WorkflowSpec(_Spec):
 class ObjectSpec(_Spec):
     name: str
     shape: Literal["bounding_box", "polygon", "point", "polyline", "rotatable_bounding_box"]
+    feature_hash: str | None = Field(default=None, description="fixed feature node hash")
 
 
 class ClassificationSpec(_Spec):
@@ -314,7 +315,7 @@ def build_ontology_structure(spec: OntologySpec, state: EmulatorState) -> dict[s
             name=obj.name,
             shape=Shape(obj.shape),
             uid=index,
-            feature_node_hash=state.new_uuid()[:8],
+            feature_node_hash=obj.feature_hash or state.new_uuid()[:8],
         )
     for index, cls_spec in enumerate(spec.classifications, start=1):
         classification: Classification = structure.add_classification(
