@@ -170,7 +170,7 @@ class QueueRunner(RunnerBase):
         label_row_metadata_include_args: LabelRowMetadataIncludeArgs | None = None,
         label_row_initialise_labels_args: LabelRowInitialiseLabelsArgs | None = None,
         will_set_priority: bool = False,
-        overwrite: bool = False,
+        overwrite: bool = True,
     ) -> Callable[[Callable[..., Any]], StageWrapper]:
         """Register the decorated function for agent stage ``stage`` (name or UUID).
 
@@ -179,6 +179,9 @@ class QueueRunner(RunnerBase):
         function and applies its result, and returns ``TaskCompletionResult`` JSON.
         ``will_set_priority=True`` loads the label row for functions that return a
         ``TaskAgentReturnStruct`` with ``label_row_priority`` but take no ``LabelRowV2``.
+        Decorating a second function for the same stage is allowed, as in encord-agents: each
+        wrapper keeps its own function, and ``run_batch`` uses the last one (``overwrite=False``
+        refuses it instead).
         """
 
         def decorator(func: Callable[..., Any]) -> StageWrapper:

@@ -27,7 +27,6 @@ from agent_core.dependencies.depends import (
     solve_dependencies,
 )
 from agent_core.exceptions import (
-    AgentkitError,
     ConfigurationError,
     DependencyError,
     InvalidReturnError,
@@ -415,6 +414,8 @@ class WorkItem:
     duration_ms: float = 0.0
     attempts: int = 0
     error: BaseException | None = field(default=None, repr=False)
+    # The last attempt failed while solving the dependencies, before the agent was called.
+    dependency_failed: bool = False
 
     @property
     def pending(self) -> bool:
@@ -524,11 +525,13 @@ def _apply_result(result: object, item: WorkItem, stage: AgentStage, agent: Runn
 _MISSING = object()
 
 
-def _call_agent(agent: RunnerAgent, context: TaskContext) -> object:
+def _call_agent(agent: RunnerAgent, context: TaskContext, item: WorkItem) -> object:
     result: object = _MISSING
     # Generator dependencies see the agent's exception (like FastAPI's) and are closed either way.
     with ExitStack() as stack:
+        item.dependency_failed = True
         values = solve_dependencies(agent.dependant, context, stack)
+        item.dependency_failed = False
         result = agent.callable(**values)
     if result is _MISSING:
         raise RuntimeError(
@@ -561,7 +564,7 @@ def _run_one(
             item.pathway = item.save_row = None
             item.priority = None
             try:
-                _apply_result(_call_agent(agent, context), item, stage, agent)
+                _apply_result(_call_agent(agent, context, item), item, stage, agent)
                 return
             except KeyboardInterrupt:
                 raise
@@ -582,7 +585,9 @@ def _run_one(
                 )
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("%s", redact("".join(traceback.format_exception(exc))))
-                if attempt > num_retries:
+                # A dependency that fails is not retried, as in encord-agents (which solves them
+                # once per task, outside its retry loop).
+                if attempt > num_retries or item.dependency_failed:
                     queue_retry = not isinstance(exc, NOT_RETRYABLE_BY_QUEUE)
                     item.finish("failed", error=exc, retryable=queue_retry)
                     return
@@ -820,9 +825,12 @@ def _stop(
     return True
 
 
-def first_fatal(items: Sequence[WorkItem]) -> AgentkitError | None:
-    """The first error that stops a sequential run (a pathway the stage does not have), if any."""
+def first_fatal(items: Sequence[WorkItem]) -> BaseException | None:
+    """The first error that stops a sequential run, as in encord-agents: a pathway the stage does
+    not have, or a dependency that failed to be solved."""
     for item in items:
-        if isinstance(item.error, PathwayNotFoundError):
+        if isinstance(item.error, PathwayNotFoundError) or (
+            item.error is not None and item.dependency_failed
+        ):
             return item.error
     return None

@@ -330,3 +330,85 @@ def test_run_stage_and_sequential_runner_alias(
     assert emulator.state.stage_counts(basic_project.project_hash)["Complete"] == 3
     with pytest.raises(PrintableError):
         runner.run_stage("Complete")
+
+
+def test_a_module_building_a_runner_imports_without_typer_or_rich() -> None:
+    """typer and rich are the ``cli`` extra, not shipped to Lambda: only ``run()`` needs them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "sys.modules['typer'] = None\n"  # an import of typer (or rich) now fails
+        "sys.modules['rich'] = None\n"
+        "from agent_core.tasks import Runner, QueueRunner\n"
+        "from agent_core.tasks.dependencies import dep_asset\n"
+        "runner = Runner()\n"
+        "@runner.stage('Agent 1')\n"
+        "def agent() -> str:\n"
+        "    return 'complete'\n"
+        "print(len(runner.agents))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1"
+
+
+def test_a_failing_dependency_stops_the_sequential_run_as_in_the_peer(
+    emulator: Emulator, basic_project: SeededFixture, encord_client: EncordUserClient
+) -> None:
+    runner = Runner(basic_project.project_hash, user_client=encord_client)
+    solved: list[str] = []
+
+    def flaky(task: AgentTask) -> str:
+        solved.append(task.data_title)
+        if task.data_title.endswith("0002.jpg"):
+            raise ConnectionError("download failed")
+        return task.data_title
+
+    @runner.stage(STAGE)
+    def agent(title: Annotated[str, Depends(flaky)]) -> str:
+        return "complete"
+
+    # encord-agents solves dependencies once per task, outside its retry loop: the error leaves
+    # the run at once and nothing of the batch is applied.
+    with pytest.raises(ConnectionError, match="download failed"):
+        runner(num_retries=3, task_batch_size=5)
+    assert solved.count("image_0002.jpg") == 1
+    assert emulator.state.stage_counts(basic_project.project_hash)["Complete"] == 0
+
+
+def test_queue_runner_takes_a_second_function_for_a_stage(
+    basic_project: SeededFixture, encord_client: EncordUserClient
+) -> None:
+    runner = QueueRunner(basic_project.project_hash, user_client=encord_client)
+
+    @runner.stage(STAGE)
+    def first(task: AgentTask) -> None:
+        return None
+
+    @runner.stage(STAGE)
+    def second(task: AgentTask) -> str:
+        return "complete"
+
+    [spec_a, spec_b] = _specs(runner, 2)
+    assert PeerTaskCompletionResult.model_validate_json(first(spec_a)).pathway is None
+    assert PeerTaskCompletionResult.model_validate_json(second(spec_b)).pathway is not None
+
+
+def test_data_lookup_as_the_peer_builds_it(
+    basic_project: SeededFixture, encord_env: Emulator, encord_client: EncordUserClient
+) -> None:
+    from agent_core.core.dependencies.shares import DataLookup
+
+    project = encord_client.get_project(basic_project.project_hash)
+    row = project.list_label_rows_v2()[0]
+    lookup = DataLookup.sharable(project)
+    assert DataLookup.sharable(project) is lookup
+    assert UUID(str(row.backing_item_uuid)) in lookup.backing_item_uuids
+    [item] = lookup.get_storage_items([row.data_hash], sign_urls=True)
+    assert item.uuid == row.backing_item_uuid
+    assert lookup.get_storage_item(row.data_hash).uuid == row.backing_item_uuid
+    # DataLookup([dataset_hash]) reads the datasets' data rows, which the emulator does not serve.
