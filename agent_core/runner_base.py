@@ -489,7 +489,8 @@ def _resolve_pathway(value: object, stage: AgentStage, agent: RunnerAgent) -> Ag
     # still shows them.
     raise PathwayNotFoundError(
         f"{agent.function_name} returned {shown}, which is not a pathway of stage "
-        f"{stage.title!r}. Return None (the task stays) or one of its pathways: {valid}"
+        f"{stage.title!r}; return one of its pathways' names or UUIDs, or None to leave the task "
+        f"in the stage. Its pathways are: {valid}"
     )
 
 
