@@ -161,8 +161,8 @@ class Settings(BaseSettings):
 
     ``ssh_key_content`` is ``ENCORD_SSH_KEY``, ``ssh_key_file`` is ``ENCORD_SSH_KEY_FILE`` and
     ``domain`` is ``ENCORD_DOMAIN``; ``ssh_key`` is the key text (the content wins when both are
-    set). Pass one to ``get_user_client(settings)``. Without either key it raises
-    ``CredentialsError`` (a ``PrintableError``, as encord-agents raises).
+    set). Pass one to ``get_user_client(settings)``. Without either key it raises pydantic's
+    ``ValidationError`` (a ``ValueError``) saying which variables to set, as encord-agents' does.
     """
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)

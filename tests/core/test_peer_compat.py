@@ -507,3 +507,26 @@ def test_stage_on_a_label_branch_reads_and_saves_that_branch(
     for task in moved:
         assert len(emulator.state.stored_objects(task.project_hash, task.data_hash, "review")) == 1
         assert emulator.state.stored_objects(task.project_hash, task.data_hash) == []
+
+
+def test_settings_and_get_user_client_with_the_peers_names(
+    basic_project: SeededFixture, encord_env: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent_core.core.settings import Settings
+    from agent_core.core.utils import get_user_client
+
+    key_text = encord_env.ssh_key_path.read_text()
+    monkeypatch.delenv("ENCORD_SSH_KEY_FILE")
+    monkeypatch.setenv("ENCORD_SSH_KEY", key_text)
+    settings = Settings()
+    assert settings.ssh_key_content is not None and settings.ssh_key == key_text
+    assert settings.domain == encord_env.domain
+    assert key_text not in repr(settings)  # held as a secret
+    client = get_user_client(settings)
+    assert isinstance(client, EncordUserClient)
+    # It reaches the emulator with that key.
+    assert client.get_project(basic_project.project_hash).title
+    monkeypatch.delenv("ENCORD_SSH_KEY")
+    # pydantic wraps the error into a ValidationError (a ValueError), as it does encord-agents'.
+    with pytest.raises(ValueError, match="ENCORD_SSH_KEY"):
+        Settings()
