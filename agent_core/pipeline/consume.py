@@ -328,6 +328,11 @@ class Consumer:
     def _match_stages(self, batch: list[Delivery]) -> None:
         if not batch:
             return
+        if not self.should_continue():
+            # Too little time to start anything: hand everything back at once, unrun.
+            for d in batch:
+                d.deferred = True
+            return
 
         def load() -> tuple[PipelineRunner, dict[UUID, StageConfig]]:
             runner = self._runner()
