@@ -15,7 +15,8 @@ def test_a_hung_call_is_abandoned_at_its_deadline_and_holds_only_its_worker() ->
     release = threading.Event()
     started = time.monotonic()
     with pytest.raises(DeadlineExceeded):
-        bounded_call(release.wait, deadline=time.monotonic() + 0.2, what="hang")
+        # Bounded here too, so that an unbounded bounded_call fails this test fast.
+        bounded_call(lambda: release.wait(3), deadline=time.monotonic() + 0.2, what="hang")
     assert time.monotonic() - started < 1.0
     # The next call does not wait behind the hung one.
     assert bounded_call(lambda: 42, deadline=time.monotonic() + 1, what="next") == 42
