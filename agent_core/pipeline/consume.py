@@ -503,7 +503,7 @@ class Consumer:
         except Exception as exc:
             failed = dict.fromkeys(messages, exception_text(exc))
         for d in batch:
-            if True:
+            if d.message_id not in failed:
                 self.log.warning(
                     "consumer: message moved to the DLQ",
                     extra={
