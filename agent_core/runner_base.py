@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import sys
 import time
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -27,7 +26,6 @@ from agent_core.dependencies.depends import (
     solve_dependencies,
 )
 from agent_core.exceptions import (
-    AgentkitError,
     ConfigurationError,
     DependencyError,
     InvalidReturnError,
@@ -42,7 +40,7 @@ from agent_core.models import (
     TaskOutcome,
     TaskStatus,
 )
-from agent_core.redaction import redact
+from agent_core.redaction import exception_text, redact, traceback_text
 
 if TYPE_CHECKING:
     from encord.objects.ontology_labels_impl import LabelRowV2
@@ -55,12 +53,15 @@ log = logging.getLogger("agent_core.runner")
 
 DecoratedCallable = TypeVar("DecoratedCallable", bound=Callable[..., Any])
 
-# Errors a retry cannot fix: the function's code or declaration has to change.
+# Errors a retry cannot fix: the function's code or declaration has to change. The task fails on
+# the first attempt without being retried.
 NON_RETRYABLE: tuple[type[BaseException], ...] = (
     PathwayNotFoundError,
-    InvalidReturnError,
     DependencyError,
 )
+# Retried like any agent error (encord-agents retries them: a flaky agent may return a good value
+# next time), but the task's final outcome is not retryable by a queue.
+NOT_RETRYABLE_BY_QUEUE: tuple[type[BaseException], ...] = (InvalidReturnError,)
 
 
 def _try_uuid(value: object) -> UUID | None:
@@ -84,6 +85,27 @@ def caller_locals(depth: int = 2) -> dict[str, Any]:
         return {} if frame.f_locals is frame.f_globals else dict(frame.f_locals)
     finally:
         del frame
+
+
+_COMPATIBLE: dict[tuple[type[BaseException], type[BaseException]], type[Exception]] = {}
+
+
+def sdk_compatible(ours: type[Exception], sdk: type[BaseException]) -> type[Exception]:
+    """``ours`` that is also an instance of the SDK's ``sdk`` error.
+
+    encord-agents lets the SDK's errors (e.g. ``AuthenticationError``) out of ``Runner(...)``;
+    ported code may catch them, so ours are subclasses of both: our message, their type.
+    """
+    key = (ours, sdk)
+    made = _COMPATIBLE.get(key)
+    if made is None:
+
+        def __str__(self: BaseException) -> str:
+            return str(self.args[0]) if self.args else ""
+
+        made = type(ours.__name__, (ours, sdk), {"__str__": __str__, "__module__": ours.__module__})
+        _COMPATIBLE[key] = made
+    return made
 
 
 def _function_name(func: Callable[..., Any]) -> str:
@@ -148,14 +170,18 @@ class RunnerBase:
         self,
         project_hash: str | UUID | None = None,
         *,
+        user_client: EncordUserClient | None = None,
         client: EncordUserClient | None = None,
     ) -> None:
         """``project_hash`` lets stages be validated when they are decorated (fail fast).
 
-        ``client`` defaults to one built from the environment (``ENCORD_SSH_KEY``,
-        ``ENCORD_SSH_KEY_FILE`` or ``ENCORD_SSH_KEY_SECRET_ID``; ``ENCORD_DOMAIN``).
+        ``user_client`` (encord-agents' name; ``client`` is the same) defaults to one built from
+        the environment (``ENCORD_SSH_KEY``, ``ENCORD_SSH_KEY_FILE`` or
+        ``ENCORD_SSH_KEY_SECRET_ID``; ``ENCORD_DOMAIN``).
         """
-        self._client = client
+        if user_client is not None and client is not None and user_client is not client:
+            raise ConfigurationError("Pass the Encord client once: user_client= or client=.")
+        self._client = user_client if user_client is not None else client
         self.project_hash: str | None = (
             self._verify_project_hash(project_hash) if project_hash else None
         )
@@ -203,14 +229,14 @@ class RunnerBase:
         try:
             project = self.client.get_project(project_hash)
         except AuthenticationError:
-            raise CredentialsError(
+            raise sdk_compatible(CredentialsError, AuthenticationError)(
                 f"Encord did not accept the configured key when opening project {project_hash} "
                 "(AuthenticationError): no Encord user has this key. Add its public key to the "
                 "Encord account (Settings > Public keys), or configure the private key that is "
                 "registered there."
             ) from None
         except (AuthorisationError, ResourceNotFoundError) as exc:
-            raise ConfigurationError(
+            raise sdk_compatible(ConfigurationError, type(exc))(
                 f"Cannot open project {project_hash} ({type(exc).__name__}): check the hash and "
                 "that the Encord key's user is a member of the project."
             ) from None
@@ -387,6 +413,8 @@ class WorkItem:
     duration_ms: float = 0.0
     attempts: int = 0
     error: BaseException | None = field(default=None, repr=False)
+    # The last attempt failed while solving the dependencies, before the agent was called.
+    dependency_failed: bool = False
 
     @property
     def pending(self) -> bool:
@@ -402,12 +430,15 @@ class WorkItem:
         tb: str | None = None,
     ) -> None:
         message: str | None = None
+        retry_after: int | None = None
         if isinstance(error, BaseException):
             self.error = error
-            message = str(error) or type(error).__name__
+            # Safe even when the exception's own __str__ raises (it fails this task only).
+            message = exception_text(error) or type(error).__name__
             error_type = error_type or type(error).__name__
+            retry_after = _retry_after(error)
             if tb is None:
-                tb = "".join(traceback.format_exception(error))
+                tb = traceback_text(error)
         else:
             message = error
         pathway = self.pathway if status == "succeeded" else None
@@ -426,22 +457,32 @@ class WorkItem:
             traceback=tb,
             retryable=retryable,
             duration_ms=round(self.duration_ms, 3),
+            retry_after_seconds=retry_after,
         )
 
 
+def _retry_after(exc: BaseException) -> int | None:
+    """The delay a rate-limited Encord asked for (429 ``Retry-After``), if any."""
+    value = getattr(exc, "retry_after", None)
+    return value if isinstance(value, int) and value > 0 else None
+
+
 def _fail_all(items: Sequence[WorkItem], exc: BaseException, during: str) -> None:
-    log.warning("Encord error while %s; failing %d task(s): %r", during, len(items), exc)
-    tb = "".join(traceback.format_exception(exc))
+    text = exception_text(exc)
+    log.warning("Encord error while %s; failing %d task(s): %s", during, len(items), text)
+    tb = traceback_text(exc)
     for item in items:
         if item.pending:
             item.pathway = None
             item.finish(
                 "failed",
-                error=f"Encord error while {during}: {type(exc).__name__}: {exc}",
+                error=f"Encord error while {during}: {type(exc).__name__}: {text}",
                 error_type=type(exc).__name__,
                 retryable=True,
                 tb=tb,
             )
+            if item.outcome is not None:
+                item.outcome.retry_after_seconds = _retry_after(exc)
 
 
 def _resolve_pathway(value: object, stage: AgentStage, agent: RunnerAgent) -> AgentPathway:
@@ -455,10 +496,13 @@ def _resolve_pathway(value: object, stage: AgentStage, agent: RunnerAgent) -> Ag
             if pathway.uuid == as_uuid:
                 return pathway
     valid = ", ".join(f'"{p.name}" ({p.uuid})' for p in stage.pathways) or "none"
+    shown = str(value) if isinstance(value, UUID) else repr(value)
+    # The valid pathways come last: a shortened repr of the error (pytest's keeps its two ends)
+    # still shows them.
     raise PathwayNotFoundError(
-        f"{agent.function_name} returned pathway {value!r}, which stage {stage.title!r} does not "
-        f"have. Its pathways are: {valid}. Return one of these names or UUIDs, or None to leave "
-        "the task in the stage."
+        f"{agent.function_name} returned {shown}, which is not a pathway of stage "
+        f"{stage.title!r}; return one of its pathways' names or UUIDs, or None to leave the task "
+        f"in the stage. Its pathways are: {valid}"
     )
 
 
@@ -469,13 +513,15 @@ def _apply_result(result: object, item: WorkItem, stage: AgentStage, agent: Runn
         pathway_value = result.pathway
         if result.label_row is not None:
             item.save_row = result.label_row
-        if result.label_row_priority is not None:
-            row = result.label_row or item.label_row
+        # As in encord-agents: a priority of 0 is not applied, and the priority is set on the
+        # task's own label row, which must have been loaded for the stage.
+        if result.label_row_priority:
+            row = item.label_row
             if row is None:
                 raise InvalidReturnError(
-                    f"{agent.function_name} returned label_row_priority without a label_row, and "
-                    "the task's label row was not loaded. Pass will_set_priority=True to "
-                    "@runner.stage(...), or return the label row too."
+                    f"{agent.function_name} returned label_row_priority, but the task's label row "
+                    "was not loaded. Pass will_set_priority=True to @runner.stage(...), or take a "
+                    "LabelRowV2 parameter."
                 )
             item.priority = (row, result.label_row_priority)
     elif result is None or isinstance(result, str | UUID):
@@ -492,11 +538,13 @@ def _apply_result(result: object, item: WorkItem, stage: AgentStage, agent: Runn
 _MISSING = object()
 
 
-def _call_agent(agent: RunnerAgent, context: TaskContext) -> object:
+def _call_agent(agent: RunnerAgent, context: TaskContext, item: WorkItem) -> object:
     result: object = _MISSING
     # Generator dependencies see the agent's exception (like FastAPI's) and are closed either way.
     with ExitStack() as stack:
+        item.dependency_failed = True
         values = solve_dependencies(agent.dependant, context, stack)
+        item.dependency_failed = False
         result = agent.callable(**values)
     if result is _MISSING:
         raise RuntimeError(
@@ -512,7 +560,10 @@ def _run_one(
     stage: AgentStage,
     client: EncordUserClient,
     num_retries: int,
+    deadline: float | None = None,
 ) -> None:
+    from agent_core.pipeline.deadline import DeadlineExceeded, bounded_call
+
     assert item.task is not None
     context = TaskContext(
         task=item.task,
@@ -529,29 +580,44 @@ def _run_one(
             item.pathway = item.save_row = None
             item.priority = None
             try:
-                _apply_result(_call_agent(agent, context), item, stage, agent)
+                # With a deadline the agent runs on a bounded worker: a hang or any BaseException
+                # (CancelledError, SystemExit, a custom one) fails this task alone.
+                result = bounded_call(
+                    lambda: _call_agent(agent, context, item),
+                    deadline=deadline,
+                    what=f"{agent.function_name} on task {item.task_uuid}",
+                )
+                _apply_result(result, item, stage, agent)
                 return
             except KeyboardInterrupt:
                 raise
+            except DeadlineExceeded as exc:
+                log.error("Task %s: %s", item.task_uuid, exc)
+                item.finish("failed", error=exc, error_type="TaskTimeout", retryable=True)
+                return
             except NON_RETRYABLE as exc:
-                log.error("Task %s: %s", item.task_uuid, redact(str(exc)))
+                log.error("Task %s: %s", item.task_uuid, exception_text(exc))
                 item.finish("failed", error=exc, retryable=False)
                 return
-            except (Exception, SystemExit) as exc:
-                # An agent calling sys.exit() fails its own task, not the whole batch.
-                # The agent's error text is not ours to trust: it may quote the key.
+            except BaseException as exc:
+                # Whatever the agent raised fails its own task, not the whole batch. The agent's
+                # error text is not ours to trust: it may quote the key, or fail to render.
                 log.warning(
-                    "Task %s: attempt %d/%d of %s failed: %s",
+                    "Task %s: attempt %d/%d of %s failed: %s: %s",
                     item.task_uuid,
                     attempt,
                     num_retries + 1,
                     agent.function_name,
-                    redact(repr(exc)),
+                    type(exc).__name__,
+                    exception_text(exc),
                 )
                 if log.isEnabledFor(logging.DEBUG):
-                    log.debug("%s", redact("".join(traceback.format_exception(exc))))
-                if attempt > num_retries:
-                    item.finish("failed", error=exc, retryable=True)
+                    log.debug("%s", traceback_text(exc))
+                # A dependency that fails is not retried, as in encord-agents (which solves them
+                # once per task, outside its retry loop).
+                if attempt > num_retries or item.dependency_failed:
+                    queue_retry = not isinstance(exc, NOT_RETRYABLE_BY_QUEUE)
+                    item.finish("failed", error=exc, retryable=queue_retry)
                     return
     finally:
         item.duration_ms = (time.perf_counter() - started) * 1000.0
@@ -717,13 +783,22 @@ def execute_batch(
     num_retries: int = 0,
     should_continue: Callable[[], bool] | None = None,
     on_task_done: Callable[[WorkItem], None] | None = None,
+    stop_on: Callable[[WorkItem], bool] | None = None,
+    deadline: float | None = None,
+    commit_deadline: float | None = None,
 ) -> None:
     """Run ``agent`` on ``items`` (tasks of ``stage``), setting every item's ``outcome``.
 
     Never raises for a per-task problem; an Encord error while fetching for the batch fails every
-    item that had not finished (retryable).
+    item that had not finished (retryable). ``stop_on(failed_item)`` returning True stops the
+    batch there without committing anything (encord-agents' all-or-nothing batches): the other
+    unfinished items end ``deferred``. With a ``deadline`` (``time.monotonic()``) the fetch and
+    every task end by it, and the commit by ``commit_deadline``: what overruns fails
+    (``TaskTimeout``), and a task is not started unless the slowest task so far would still fit.
     """
-    try:
+    from agent_core.pipeline.deadline import bounded_call
+
+    def fetch() -> None:
         _verify_in_stage(items, stage)
         if agent.needs_label_row_metadata:
             _load_label_rows(items, agent, project)
@@ -737,28 +812,75 @@ def execute_batch(
             )
         if agent.needs_storage_item:
             _load_storage_items(items, client)
+
+    try:
+        bounded_call(fetch, deadline=deadline, what="fetching the batch from Encord")
     except Exception as exc:
         _fail_all(items, exc, "fetching the batch's tasks, label rows and storage items")
         return
 
+    if stop_on is not None and _stop(items, items, stop_on):
+        return
     deferring = False
+    slowest = 0.0
     for item in items:
         if not item.pending:
             continue
         if not deferring and should_continue is not None and not should_continue():
             deferring = True
+        if not deferring and deadline is not None and time.monotonic() + slowest > deadline:
+            # Starting it would most likely end in a timeout: hand it back unrun instead.
+            deferring = True
         if deferring:
             item.finish("deferred", error="Not started: out of time for this batch.")
             continue
-        _run_one(item, agent, project, stage, client, num_retries)
+        _run_one(item, agent, project, stage, client, num_retries, deadline)
+        slowest = max(slowest, item.duration_ms / 1000.0)
         if on_task_done is not None:
             on_task_done(item)
-    _commit(items, project, stage)
+        if stop_on is not None and _stop([item], items, stop_on):
+            return
+    try:
+        bounded_call(
+            lambda: _commit(items, project, stage),
+            deadline=commit_deadline,
+            what="committing the batch to Encord",
+        )
+    except Exception as exc:
+        # The abandoned commit may still land; a retry then finds those tasks gone (skipped).
+        _fail_all([i for i in items if i.pending], exc, "committing the batch")
 
 
-def first_fatal(items: Sequence[WorkItem]) -> AgentkitError | None:
-    """The first error that every task would hit again (bad return value), if any."""
+def _stop(
+    candidates: Sequence[WorkItem], items: Sequence[WorkItem], stop_on: Callable[[WorkItem], bool]
+) -> bool:
+    """Whether a failed candidate stops the batch; if so, the unfinished items end deferred."""
+    stopper = next(
+        (
+            c
+            for c in candidates
+            if c.outcome is not None and c.outcome.status == "failed" and stop_on(c)
+        ),
+        None,
+    )
+    if stopper is None:
+        return False
     for item in items:
-        if isinstance(item.error, PathwayNotFoundError | InvalidReturnError):
+        if item.pending:
+            item.pathway = None
+            item.finish(
+                "deferred",
+                error=f"Not applied: task {stopper.task_uuid} failed and stopped the batch.",
+            )
+    return True
+
+
+def first_fatal(items: Sequence[WorkItem]) -> BaseException | None:
+    """The first error that stops a sequential run, as in encord-agents: a pathway the stage does
+    not have, or a dependency that failed to be solved."""
+    for item in items:
+        if isinstance(item.error, PathwayNotFoundError) or (
+            item.error is not None and item.dependency_failed
+        ):
             return item.error
     return None
