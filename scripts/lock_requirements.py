@@ -57,8 +57,18 @@ def uv_executable() -> str:
 
 
 def exported_pins(extras: tuple[str, ...]) -> list[str]:
-    command = [uv_executable(), "export", "--frozen", "--no-dev", "--no-emit-project",
-               "--no-hashes", "--no-header", "--no-annotate", "--format", "requirements.txt"]
+    command = [
+        uv_executable(),
+        "export",
+        "--frozen",
+        "--no-dev",
+        "--no-emit-project",
+        "--no-hashes",
+        "--no-header",
+        "--no-annotate",
+        "--format",
+        "requirements.txt",
+    ]
     for extra in extras:
         command += ["--extra", extra]
     for name in RUNTIME_PROVIDED:
@@ -99,8 +109,10 @@ def main() -> int:
         else:
             path.write_text(wanted)
     if drifted:
-        print(f"out of date with uv.lock: {', '.join(map(str, drifted))}; run `bash scripts/lock`",
-              file=sys.stderr)
+        print(
+            f"out of date with uv.lock: {', '.join(map(str, drifted))}; run `bash scripts/lock`",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -70,7 +70,9 @@ def test_sets_are_generated_from_the_lock() -> None:
 def test_set_pins_locked_versions(name: str) -> None:
     locked = locked_versions()
     for package, version in read_set(REQUIREMENTS / f"{name}.txt").items():
-        assert version in locked.get(package, set()), f"{name}.txt: {package}=={version} not in uv.lock"
+        assert version in locked.get(package, set()), (
+            f"{name}.txt: {package}=={version} not in uv.lock"
+        )
 
 
 def test_environment_runs_the_locked_versions() -> None:
@@ -103,7 +105,7 @@ def make(*args: str) -> subprocess.CompletedProcess[str]:
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     env = {k: v for k, v in os.environ.items() if k not in ("ARTIFACTS_DIR", "MAKEFLAGS")}
-    env.pop("CONSUMER_REQUIREMENTS", None)
+    env.pop("LAYER_REQUIREMENTS", None)
     return subprocess.run(
         ["make", "--no-print-directory", "-C", str(REPO), *args],
         capture_output=True,
@@ -114,12 +116,8 @@ def make(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize(
-    ("target", "requirements"),
-    [("build-ProducerFunction", "producer.txt"), ("build-ConsumerFunction", "vision.txt")],
-)
-def test_make_targets_install_for_the_lambda_platform(target: str, requirements: str) -> None:
-    result = make("-n", target, "ARTIFACTS_DIR=/tmp/agentkit-artifacts")
+def test_the_layer_installs_for_the_lambda_platform() -> None:
+    result = make("-n", "build-DependenciesLayer", "ARTIFACTS_DIR=/tmp/agentkit-artifacts")
     assert result.returncode == 0, result.stderr
     commands = result.stdout
     for argument in (
@@ -129,39 +127,53 @@ def test_make_targets_install_for_the_lambda_platform(target: str, requirements:
         "--python-version 3.12",
         "--no-compile",
         "--no-deps",
-        '--target "/tmp/agentkit-artifacts"',
-        f"requirements/{requirements}",
+        # Lambda puts a layer's python/ folder on sys.path (/opt/python).
+        '--target "/tmp/agentkit-artifacts/python"',
+        "requirements/vision.txt",  # the default: what the demo agent needs
     ):
         assert argument in commands, argument
+    for package in ("agent_core", "handlers", "agents", "infra", "tests"):
+        assert f'"{REPO}/{package}"' not in commands, f"{package} is code, not a dependency"
+
+
+@pytest.mark.parametrize("target", ["build-ProducerFunction", "build-ConsumerFunction"])
+def test_functions_carry_only_the_code(target: str) -> None:
+    result = make("-n", target, "ARTIFACTS_DIR=/tmp/agentkit-artifacts")
+    assert result.returncode == 0, result.stderr
+    commands = result.stdout
     for package in ("agent_core", "handlers", "agents"):
         assert f'cp -R "{REPO}/{package}" "/tmp/agentkit-artifacts/{package}"' in commands
+    assert "pip" not in commands, "dependencies belong in the layer"
     assert f'"{REPO}/infra"' not in commands
     assert f'"{REPO}/tests"' not in commands
 
 
-def test_consumer_requirements_are_selectable() -> None:
+def test_layer_requirements_are_selectable_and_combine() -> None:
     result = make(
         "-n",
-        "build-ConsumerFunction",
+        "build-DependenciesLayer",
         "ARTIFACTS_DIR=/tmp/agentkit-artifacts",
-        "CONSUMER_REQUIREMENTS=requirements/consumer.txt",
+        "LAYER_REQUIREMENTS=requirements/consumer.txt requirements/producer.txt",
     )
     assert result.returncode == 0, result.stderr
-    assert "requirements/consumer.txt" in result.stdout
+    assert f'-r "{REPO}/requirements/consumer.txt" -r "{REPO}/requirements/producer.txt"' in (
+        result.stdout
+    )
     assert "vision.txt" not in result.stdout
 
 
 def test_make_without_artifacts_dir_explains_itself() -> None:
-    result = make("build-ProducerFunction")
-    assert result.returncode != 0
-    assert "ARTIFACTS_DIR is not set" in result.stderr
+    for target in ("build-DependenciesLayer", "build-ProducerFunction"):
+        result = make(target)
+        assert result.returncode != 0
+        assert "ARTIFACTS_DIR is not set" in result.stderr
 
 
 def test_make_with_a_missing_requirements_file_explains_itself() -> None:
     result = make(
-        "build-ConsumerFunction",
+        "build-DependenciesLayer",
         "ARTIFACTS_DIR=/tmp/agentkit-never-created",
-        "CONSUMER_REQUIREMENTS=requirements/nope.txt",
+        "LAYER_REQUIREMENTS=requirements/nope.txt",
     )
     assert result.returncode != 0
     assert "requirements file requirements/nope.txt not found" in result.stderr
