@@ -354,8 +354,11 @@ _IMPORT_CHECK = textwrap.dedent(
 
 def find_lambda_python(explicit: str | None) -> str | None:
     candidates: list[str | None] = [explicit, os.environ.get("LAMBDA_PYTHON")]
-    candidates += [shutil.which("python3.12")]
+    # The Lambda runtime stand-in scripts/setup installs (CPython 3.12; -S keeps its packages off).
+    candidates += [str(REPO / ".tools" / "lambda-runtime" / "bin" / "python")]
+    # Real interpreters before PATH: a pyenv shim fails outside a folder that selects 3.12.
     candidates += [str(p) for p in sorted(Path.home().glob(".pyenv/versions/3.12*/bin/python3.12"))]
+    candidates += [shutil.which("python3.12")]
     candidates += ["/usr/bin/python3.12", "/usr/local/bin/python3.12"]
     for candidate in candidates:
         if not candidate or not Path(candidate).exists():

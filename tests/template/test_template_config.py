@@ -53,7 +53,7 @@ def test_environment_separates_values_from_resources() -> None:
     }
     assert set(config.environment_names) == set(resolved) | set(
         config.environment_resource_refs
-    ) | {"PROJECT_HASH"}
+    ) | {"PROJECT_HASH", "AWS_ENDPOINT_URL"}  # no value without LocalEndpointUrl
 
 
 def test_template_environment_is_valid_for_the_pipeline_settings(
