@@ -22,12 +22,10 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from lambda_rie import REPO, require_tools, sam_build  # noqa: E402
+from lambda_rie import REPO, TIMINGS, require_tools, sam_build  # noqa: E402
 
 if TYPE_CHECKING:
     from infra.localstack.moto import MotoServer
-
-_timings: dict[str, float] = {}
 
 
 def _load_script(name: str) -> ModuleType:
@@ -56,7 +54,7 @@ def _build(name: str, wheelhouse: Path, build_root: Path, **variables: str) -> P
         "PIP_INSTALL_ARGS": f"--quiet --no-index --find-links {wheelhouse}",
         **variables,
     }
-    _timings[f"sam build ({name})"] = sam_build(build_dir, env)
+    TIMINGS[f"sam build ({name})"] = sam_build(build_dir, env)
     return build_dir
 
 
@@ -84,5 +82,5 @@ def moto_server() -> Iterator[MotoServer]:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    for label, seconds in _timings.items():
+    for label, seconds in TIMINGS.items():
         terminalreporter.write_line(f"lambda_runtime: {label} took {seconds:.1f} s")

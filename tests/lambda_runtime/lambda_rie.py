@@ -32,6 +32,9 @@ SAM = TOOLS / "sam" / "bin" / "sam"
 RUNTIME_PYTHON = TOOLS / "lambda-runtime" / "bin" / "python"
 SETUP_HINT = "run `bash scripts/setup` (it installs the SAM CLI and the Lambda runtime client)"
 
+# label -> seconds, printed at the end of the session (conftest.py): builds, cold and warm invokes.
+TIMINGS: dict[str, float] = {}
+
 
 def rie_binary() -> Path:
     """The x86_64 Runtime Interface Emulator inside the locked SAM CLI."""
@@ -173,6 +176,14 @@ class LambdaFunction:
             time.sleep(0.1)
         raise RuntimeError(f"the RIE did not listen on port {self.port}:\n{self.log()}")
 
+    def timed_invoke(self, event: Any, label: str) -> Any:
+        """invoke(), recording the wall time under ``label`` in TIMINGS."""
+        started = time.monotonic()
+        try:
+            return self.invoke(event)
+        finally:
+            TIMINGS[label] = time.monotonic() - started
+
     def invoke(self, event: Any, timeout: float = 120) -> Any:
         """POST the event as Lambda's Invoke API does; the handler's result or error object."""
         request = urllib.request.Request(
@@ -212,7 +223,10 @@ def running(function: LambdaFunction) -> Iterator[LambdaFunction]:
 
 
 def sam_build(build_dir: Path, env: Mapping[str, str], timeout: float = 480) -> float:
-    """`sam build` from the repository (samconfig.toml applies) into build_dir; seconds taken."""
+    """`sam build` from the repository (samconfig.toml applies) into build_dir; seconds taken.
+
+    Runs in the repository, where samconfig.toml's build_in_source keeps SAM from copying the
+    whole tree (.venv included) first."""
     started = time.monotonic()
     result = subprocess.run(
         [str(SAM), "build", "--build-dir", str(build_dir)],

@@ -232,9 +232,13 @@ def test_sam_build_makes_one_dependencies_layer_and_two_code_packages(default_bu
 
 def test_default_build_runs_the_demo_agent_end_to_end(default_build: Path, deploy: Any) -> None:
     deployment: Deployment = deploy(default_build, DEMO_AGENT)
-    summary = deployment.producer.invoke(json.loads((EVENTS / "scheduled.json").read_text()))
+    scheduled = json.loads((EVENTS / "scheduled.json").read_text())
+    summary = deployment.producer.timed_invoke(scheduled, "producer cold invoke (vision layer)")
     # The producer imported the demo agent, which imports cv2 and numpy from the layer's archive.
     assert_enqueued(summary, PRE_LABEL_IMAGES + QUALITY_CHECK_IMAGES)
+    # Warm: everything is leased and in flight, so nothing is enqueued twice.
+    again = deployment.producer.timed_invoke(scheduled, "producer warm invoke (vision layer)")
+    assert_enqueued(again, 0)
 
     delivered, failures = run_queue_once(deployment)
     assert delivered == PRE_LABEL_IMAGES + QUALITY_CHECK_IMAGES
@@ -250,8 +254,11 @@ def test_lean_build_runs_a_numpy_free_agent_end_to_end(lean_build: Path, deploy:
     layer = lean_build / "DependenciesLayer" / "python"
     assert not (layer / "numpy").exists() and not (layer / "_agentkit_vendor").exists()
     deployment: Deployment = deploy(lean_build, STARTER_AGENT)
-    summary = deployment.producer.invoke(json.loads((EVENTS / "scheduled.json").read_text()))
+    scheduled = json.loads((EVENTS / "scheduled.json").read_text())
+    summary = deployment.producer.timed_invoke(scheduled, "producer cold invoke (lean layer)")
     assert_enqueued(summary, PRE_LABEL_IMAGES)  # the starter serves pre-label only
+    again = deployment.producer.timed_invoke(scheduled, "producer warm invoke (lean layer)")
+    assert_enqueued(again, 0)
 
     delivered, failures = run_queue_once(deployment)
     assert delivered == PRE_LABEL_IMAGES and failures == {}
