@@ -29,10 +29,10 @@ SOURCE_PACKAGES ?= agent_core handlers agents
 # Extra pip arguments, e.g. an offline wheelhouse: PIP_INSTALL_ARGS="--no-index --find-links DIR"
 PIP_INSTALL_ARGS ?=
 # 1: numpy and OpenCV ship as one deflate archive, _agentkit_vendor/vision.zip in the layer, that
-# each function unpacks to /tmp once per execution environment (agent_core/vendored.py; ~195 MB of /tmp, about a
-# second of cold start): the package drops from ~225 MB to ~100 MB. 0: they ship unpacked, with no
-# unpacking step, still under Lambda's limit of 262 MB ("250 MB"). Packages without these
-# distributions get no archive either way. Trade-offs: docs/PACKAGING.md.
+# each function unpacks to /tmp once per execution environment (agent_core/vendored.py; ~195 MB
+# of /tmp, one to two seconds of cold start): the layer drops from ~220 MB to ~100 MB. 0: they
+# ship unpacked, with no unpacking step, still under Lambda's limit of 262 MB ("250 MB"). Sets
+# without these distributions get no archive either way. Trade-offs: docs/PACKAGING.md.
 VISION_ARCHIVE ?= 1
 VISION_ARCHIVE_DISTS := numpy opencv-python-headless
 # 1: strip symbols off the bundled shared libraries when a GNU strip is installed (Linux build
