@@ -178,3 +178,39 @@ def test_make_with_a_missing_requirements_file_explains_itself() -> None:
     assert result.returncode != 0
     assert "requirements file requirements/nope.txt not found" in result.stderr
     assert not Path("/tmp/agentkit-never-created").exists()
+
+
+# ------------------------------------------------------------------------------ tool environments
+
+
+def _locked_versions(lock: Path) -> dict[str, str]:
+    import tomllib
+
+    packages = tomllib.loads(lock.read_text()).get("package", [])
+    return {p["name"]: p["version"] for p in packages if "version" in p}
+
+
+def test_the_lambda_runtime_stand_in_has_the_kits_boto3() -> None:
+    # tests/lambda_runtime runs the built functions with tools/lambda-runtime's boto3 standing in
+    # for the runtime's; it must be the version the kit is tested with (uv.lock).
+    kit = _locked_versions(REPO / "uv.lock")
+    runtime = _locked_versions(REPO / "tools" / "lambda-runtime" / "uv.lock")
+    for name in ("boto3", "botocore", "s3transfer"):
+        assert runtime[name] == kit[name], (
+            f"{name}: tools/lambda-runtime has {runtime[name]}, uv.lock {kit[name]}. Pin boto3 "
+            "in tools/lambda-runtime/pyproject.toml to uv.lock's version and run `bash scripts/lock`."
+        )
+    assert "awslambdaric" in runtime
+
+
+def test_tool_locks_pin_what_their_projects_ask_for() -> None:
+    import tomllib
+
+    for tool in ("sam", "lambda-runtime"):
+        project = tomllib.loads((REPO / "tools" / tool / "pyproject.toml").read_text())["project"]
+        locked = _locked_versions(REPO / "tools" / tool / "uv.lock")
+        for requirement in project["dependencies"]:
+            name, _, version = requirement.partition("==")
+            assert locked.get(name) == version, (
+                f"tools/{tool}: {requirement} but uv.lock has {locked.get(name)}: run `bash scripts/lock`"
+            )
