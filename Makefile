@@ -24,6 +24,10 @@ ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 PYTHON ?= $(if $(wildcard $(ROOT)/.venv/bin/python),$(ROOT)/.venv/bin/python,python3)
 # One or more requirement files (space-separated, relative to the repository or absolute).
 LAYER_REQUIREMENTS ?= requirements/vision.txt
+# The per-function sets of earlier versions would now be ignored without a word: say so instead.
+ifneq ($(CONSUMER_REQUIREMENTS)$(PRODUCER_REQUIREMENTS),)
+$(error CONSUMER_REQUIREMENTS/PRODUCER_REQUIREMENTS are no longer used: both functions share one dependencies layer. Set LAYER_REQUIREMENTS instead, e.g. LAYER_REQUIREMENTS=requirements/consumer.txt (docs/PACKAGING.md))
+endif
 # Your top-level packages next to agents/ go here too, e.g. SOURCE_PACKAGES="agent_core handlers agents mylib".
 SOURCE_PACKAGES ?= agent_core handlers agents
 # Extra pip arguments, e.g. an offline wheelhouse: PIP_INSTALL_ARGS="--no-index --find-links DIR"

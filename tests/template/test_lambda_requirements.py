@@ -214,3 +214,14 @@ def test_tool_locks_pin_what_their_projects_ask_for() -> None:
             assert locked.get(name) == version, (
                 f"tools/{tool}: {requirement} but uv.lock has {locked.get(name)}: run `bash scripts/lock`"
             )
+
+
+def test_the_old_per_function_variables_are_refused_with_the_new_name() -> None:
+    result = make(
+        "build-DependenciesLayer",
+        "ARTIFACTS_DIR=/tmp/agentkit-never-created",
+        "CONSUMER_REQUIREMENTS=requirements/consumer.txt",
+    )
+    assert result.returncode != 0
+    assert "Set LAYER_REQUIREMENTS instead" in result.stderr
+    assert not Path("/tmp/agentkit-never-created").exists()
