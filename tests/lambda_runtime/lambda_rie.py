@@ -120,6 +120,10 @@ class LambdaFunction:
             "PYTHONPATH": str(self.layer_python) if self.layer_python else "",
             **environment,
         }
+        if not self.read_only:
+            # Without a read-only mount (no root), at least keep Python from writing bytecode
+            # caches where Lambda could not; the callers' tree_snapshot check catches the rest.
+            self.env["PYTHONDONTWRITEBYTECODE"] = "1"
         self._process: subprocess.Popen[bytes] | None = None
 
     def _command(self) -> list[str]:
