@@ -52,6 +52,9 @@ PRODUCER_METRICS = (
 )
 _log = logging.getLogger(__name__)
 
+# The log line that ends every producer run, with its totals: `agentkit status` looks it up.
+PRODUCER_RUN_DONE_LOG = "producer: run done"
+
 
 def service_name(default: str) -> str:
     """POWERTOOLS_SERVICE_NAME (the template sets the stack name), else the handler's default."""
