@@ -333,54 +333,55 @@ def alarms_in_alarm(cloudwatch: Any, topic_arn: str) -> list[dict[str, str]]:
 def render_status(report: StatusReport, out: Console) -> None:
     from rich.table import Table
 
-    out.print(f"[bold]Stack {report.stack_name}[/bold]  (Encord project {report.project_hash})")
+    def section(title: str, rows: list[tuple[str, str]]) -> None:
+        out.print(f"[bold]{title}[/bold]")
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(min_width=2)
+        grid.add_column()
+        grid.add_column(justify="right")
+        for name, value in rows:
+            grid.add_row("", name, value)
+        out.print(grid)
+
+    out.print(f"[bold]Stack {report.stack_name}[/bold] (Encord project {report.project_hash})")
     if report.dashboard_url:
         out.print(f"Dashboard: {report.dashboard_url}")
-
-    waiting = Table(title="Tasks waiting in the agent stages (Encord)", title_justify="left")
-    waiting.add_column("stage")
-    waiting.add_column("tasks", justify="right")
     if report.waiting is None:
-        waiting.add_row("?", f"not read: {report.encord_error}")
-    for stage, count in (report.waiting or {}).items():
-        waiting.add_row(stage, str(count))
-    out.print(waiting)
-
-    queues = Table(title="Messages (SQS)", title_justify="left")
-    queues.add_column("queue")
-    queues.add_column("count", justify="right")
-    queues.add_row("work queue: waiting", str(report.work_queue["waiting"]))
-    queues.add_row("work queue: in flight or backing off", str(report.work_queue["in_flight"]))
-    queues.add_row("work queue: delayed", str(report.work_queue["delayed"]))
-    queues.add_row("dead-letter queue", str(report.dlq_total))
-    for reason, count in sorted(report.dlq_by_reason.items()):
-        queues.add_row(f"  reason {reason}", str(count))
-    out.print(queues)
-
-    leases = Table(title="Task leases (DynamoDB)", title_justify="left")
-    leases.add_column("state")
-    leases.add_column("leases", justify="right")
-    for state, count in report.leases.items():
-        leases.add_row(state, str(count))
-    leases.add_row("expired (not yet removed)", str(report.expired_leases))
-    out.print(leases)
-
+        waiting = [("not read", str(report.encord_error))]
+    else:
+        waiting = [(stage, str(count)) for stage, count in report.waiting.items()]
+    section("Tasks in the agent stages (Encord)", waiting)
+    queue = report.work_queue
+    section(
+        "Messages (SQS)",
+        [
+            ("work queue: waiting", str(queue["waiting"])),
+            ("work queue: in flight or backing off", str(queue["in_flight"])),
+            ("work queue: delayed", str(queue["delayed"])),
+            ("dead-letter queue", str(report.dlq_total)),
+            *[
+                (f"  reason {reason}", str(count))
+                for reason, count in sorted(report.dlq_by_reason.items())
+            ],
+        ],
+    )
+    section(
+        "Task leases (DynamoDB)",
+        [
+            *[(state, str(count)) for state, count in report.leases.items()],
+            ("expired, not yet removed", str(report.expired_leases)),
+        ],
+    )
     run = report.last_producer_run
     if run is None:
-        out.print("Last producer run: none logged in the last 24 hours.")
+        section("Last producer run", [("none logged in the last 24 hours", "")])
     else:
-        totals = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in run["totals"].items())
-        out.print(f"Last producer run: {run['finished_at']} ({run['age_seconds']}s ago): {totals}")
-
-    if report.alarms_in_alarm:
-        alarms = Table(title="Alarms in ALARM", title_justify="left")
-        alarms.add_column("alarm")
-        alarms.add_column("since")
-        for alarm in report.alarms_in_alarm:
-            alarms.add_row(alarm["name"], alarm["since"])
-        out.print(alarms)
-    else:
-        out.print("Alarms in ALARM: none.")
+        section(
+            f"Last producer run: {run['finished_at']} ({run['age_seconds']}s ago)",
+            [(k.replace("_", " "), str(v)) for k, v in run["totals"].items()],
+        )
+    alarms = [(a["name"], a["since"][:19]) for a in report.alarms_in_alarm]
+    section("Alarms in ALARM", alarms or [("none", "")])
 
 
 def status(
