@@ -192,6 +192,7 @@ def demo(
             shape=shape,
             quiet_handlers=quiet_logs,
             extra_env=extra_env,
+            cloud_stack=True,
         ) as stack,
     ):
         ticks: list[Any] = []

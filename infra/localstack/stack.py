@@ -59,14 +59,16 @@ class LocalStack:
         quiet_handlers: bool = True,
         extra_env: Mapping[str, str | None] | None = None,
         stack_name: str | None = None,
+        cloud_stack: bool = False,
     ) -> None:
         """``emulator``/``moto``: reuse running ones (not stopped on exit); else start new ones.
 
         ``fixture`` is seeded into the emulator unless ``project_hash`` names an existing
         project. ``shape`` defaults to template.yaml's values. ``quiet_handlers`` keeps the
         handlers' JSON logs and EMF metrics off the terminal (warnings still show).
-        ``stack_name`` names the CloudFormation stack registered on moto with template.yaml's
-        outputs (``agentkit status --stack-name``); unique by default.
+        ``cloud_stack`` registers a CloudFormation stack named ``stack_name`` (unique by default)
+        on moto with template.yaml's outputs, the producer's log group and the alarms, for
+        ``agentkit status --stack-name`` (off by default: moto's CloudFormation costs seconds).
         """
         self._fixture = fixture
         self.agent_module = agent_module
@@ -88,6 +90,7 @@ class LocalStack:
         self.shape = shape or PipelineShape()
         self.stack_name = stack_name or unique_prefix("agentkit-local")
         self.cloud: LocalCloud | None = None
+        self._cloud_stack = cloud_stack
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -120,15 +123,19 @@ class LocalStack:
         self.resources = create_resources(self.shape, encord_key=key, client_factory=moto.client)
         resources = self.resources
         self._exit.callback(lambda: delete_resources(resources, client_factory=moto.client))
-        cloud = register_stack(
-            moto.client,
-            self.stack_name,
-            resources,
-            parameters={"ProjectHash": self._project_hash, "EncordDomain": self._emulator.domain},
-            template_path=self._template_path,
-        )
-        self.cloud = cloud
-        self._exit.callback(lambda: delete_stack(moto.client, cloud))
+        if self._cloud_stack:
+            cloud = register_stack(
+                moto.client,
+                self.stack_name,
+                resources,
+                parameters={
+                    "ProjectHash": self._project_hash,
+                    "EncordDomain": self._emulator.domain,
+                },
+                template_path=self._template_path,
+            )
+            self.cloud = cloud
+            self._exit.callback(lambda: delete_stack(moto.client, cloud))
 
         env: dict[str, str | None] = {
             # Template defaults first (service name, namespace, lease TTL...), local values over.
@@ -220,7 +227,8 @@ class LocalStack:
     def producer_tick(self, *, timeout_seconds: float = 300.0) -> Any:
         """One scheduled invocation of the real producer handler; returns its summary.
 
-        Its log lines also go to the stack's producer log group, as Lambda would ship them.
+        With ``cloud_stack``, its log lines also go to the stack's producer log group, as Lambda
+        would ship them.
         """
         from handlers.producer import lambda_handler, logger
 
@@ -228,7 +236,7 @@ class LocalStack:
             function_name="ProducerFunction", timeout_seconds=timeout_seconds
         )
         if self.cloud is None:
-            raise RuntimeError("the stack is not started")
+            return lambda_handler(scheduled_event(), context)
         with shipped_logs(logger, self.moto.client("logs"), self.cloud.producer_log_group):
             return lambda_handler(scheduled_event(), context)
 

@@ -55,7 +55,7 @@ def _mid_drain(make_stack: Callable[..., LocalStack]) -> tuple[LocalStack, Any, 
     The fixture without failing tasks: a retried message changes visibility on a timer, which
     would move counts between the command's read and the test's.
     """
-    stack = make_stack(fixture=E2E_FIXTURE_NO_FAILURES)
+    stack = make_stack(fixture=E2E_FIXTURE_NO_FAILURES, cloud_stack=True)
     sqs = stack.sqs()
     sqs.send_message(QueueUrl=stack.queues.work_queue_url, MessageBody=POISON_BODY)
     summary = stack.producer_tick()

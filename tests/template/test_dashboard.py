@@ -9,6 +9,7 @@ run, never retyped here.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import re
@@ -277,32 +278,25 @@ def test_the_handlers_emit_what_the_dashboard_and_alarms_use(
     emulator: Emulator, translated: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A local producer tick and drain with metrics on: the EMF the real handlers print."""
-    from infra.emulator.fixtures import FixtureSpec, MediaGroupSpec, demo_workflow
     from infra.localstack.moto import MotoServer
     from infra.localstack.resources import PipelineShape
     from infra.localstack.stack import LocalStack
 
     namespace = kit_namespace(translated)
     shape = PipelineShape.from_template().replace(maximum_batching_window_seconds=0.2)
-    # The demo workflow (the example agent's two stages), a few items in each.
-    fixture = FixtureSpec(
-        title="metrics",
-        workflow=demo_workflow(),
-        media=[
-            MediaGroupSpec(kind="image", count=3, title="f_{index:02d}.jpg", stage="pre-label"),
-            MediaGroupSpec(
-                kind="image",
-                count=2,
-                title="q_{index:02d}.jpg",
-                stage="quality-check",
-                prelabelled=2,
-            ),
-        ],
-    )
+    # The end-to-end tests' agent (two stages, no model): quick, and every outcome the
+    # consumer reports per stage shows up in its documents whatever happened.
+    e2e = str(REPO / "tests" / "pipeline_e2e")
+    if e2e not in sys.path:
+        sys.path.insert(0, e2e)
+    from e2e_agents import E2E_FIXTURE_NO_FAILURES
+    from e2e_helpers import AGENT_MODULE
+
     with (
         MotoServer.start() as moto,
         LocalStack(
-            fixture=fixture,
+            fixture=E2E_FIXTURE_NO_FAILURES,
+            agent_module=AGENT_MODULE,
             emulator=emulator,
             moto=moto,
             shape=shape,
@@ -337,6 +331,7 @@ def test_the_handlers_emit_what_the_dashboard_and_alarms_use(
 # ------------------------------------------------------------------------------ tags, groups
 
 
+@functools.cache
 def taggable(resource_type: str) -> bool:
     from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
 
