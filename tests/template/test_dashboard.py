@@ -389,3 +389,33 @@ def test_outputs_status_reads_exist(translated: dict[str, Any]) -> None:
     }
     assert len(names) >= 7
     assert names <= set(translated["Outputs"])
+
+
+def test_handlers_take_their_service_name_from_the_environment() -> None:
+    """The service dimension the dashboard filters on is POWERTOOLS_SERVICE_NAME, in logs too."""
+    import subprocess
+
+    code = """
+import os, sys
+os.environ.pop("POWERTOOLS_SERVICE_NAME", None)
+import handlers.consumer, handlers.producer
+print(handlers.producer.logger.service, handlers.consumer.logger.service)
+for name in ("handlers.consumer", "handlers.producer"):
+    del sys.modules[name]
+os.environ["POWERTOOLS_SERVICE_NAME"] = "my-stack"
+import handlers.consumer, handlers.producer
+print(handlers.producer.logger.service, handlers.consumer.logger.service)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split("\n")[:2] == [
+        "agentkit-producer agentkit-consumer",
+        "my-stack my-stack",
+    ]
