@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict
+from samtranslator.yaml_helper import yaml_parse
 
 from agent_core.exceptions import ConfigurationError
 
@@ -107,31 +108,6 @@ def load_template_config(
 # ------------------------------------------------------------------------------------ YAML
 
 
-class _CfnLoader(yaml.SafeLoader):
-    """SafeLoader that turns CloudFormation's short tags into their JSON form ({"Ref": ...})."""
-
-
-def _construct_tag(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
-    value: Any
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    elif isinstance(node, yaml.MappingNode):
-        value = loader.construct_mapping(node, deep=True)
-    else:  # pragma: no cover - yaml has no other node kinds
-        raise yaml.constructor.ConstructorError(None, None, f"unexpected node {node!r}")
-    if tag_suffix in ("Ref", "Condition"):
-        return {tag_suffix: value}
-    if tag_suffix == "GetAtt" and isinstance(value, str):
-        logical_id, _, attribute = value.partition(".")
-        value = [logical_id, attribute]
-    return {f"Fn::{tag_suffix}": value}
-
-
-_CfnLoader.add_multi_constructor("!", _construct_tag)
-
-
 def _read_template(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text()
@@ -141,7 +117,8 @@ def _read_template(path: Path) -> dict[str, Any]:
             "Run from the agentkit repository or pass the template's path."
         ) from None
     try:
-        document = yaml.load(text, Loader=_CfnLoader)
+        # SAM's own reader: short tags (!Ref, !GetAtt a.b, ...) become their JSON form.
+        document = yaml_parse(text)
     except yaml.YAMLError as exc:
         raise TemplateConfigError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(document, dict) or not isinstance(document.get("Resources"), dict):
