@@ -21,6 +21,7 @@ __all__ = [
     "FrameData",
     "QueueRunner",
     "Runner",
+    "SequentialRunner",
     "TaskAgentReturnStruct",
     "TaskCompletionResult",
 ]
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from agent_core.dependencies.depends import Depends
     from agent_core.models import Frame, FrameData, TaskAgentReturnStruct, TaskCompletionResult
     from agent_core.queue_runner import QueueRunner
-    from agent_core.runner import Runner
+    from agent_core.runner import Runner, SequentialRunner
 
 _LAZY = {
     "Depends": "agent_core.dependencies.depends",
@@ -39,6 +40,7 @@ _LAZY = {
     "TaskCompletionResult": "agent_core.models",
     "QueueRunner": "agent_core.queue_runner",
     "Runner": "agent_core.runner",
+    "SequentialRunner": "agent_core.runner",
 }
 
 

@@ -10,7 +10,17 @@ class AgentkitError(Exception):
     """Base class of every error the kit raises on purpose."""
 
 
-class ConfigurationError(AgentkitError):
+class PrintableError(AgentkitError, ValueError):
+    """An error with a message meant for the user, as ``encord_agents.exceptions.PrintableError``.
+
+    encord-agents raises its ``PrintableError`` (a ``ValueError``) for a wrong stage, a pathway the
+    stage does not have, a stage registered twice, bad runner options and missing credentials;
+    ours are raised in the same places, so ported ``except PrintableError`` / ``pytest.raises``
+    code keeps working. Unlike the peer's, ``str()`` is plain text (no terminal colour codes).
+    """
+
+
+class ConfigurationError(PrintableError):
     """Settings are missing or inconsistent (e.g. no Encord key, bad AGENT_MODULE)."""
 
 
@@ -18,11 +28,11 @@ class CredentialsError(ConfigurationError):
     """The Encord private key could not be found, read or used."""
 
 
-class StageNotFoundError(AgentkitError):
+class StageNotFoundError(PrintableError):
     """A stage name/UUID is not an agent stage of the project, or has no registered function."""
 
 
-class PathwayNotFoundError(AgentkitError):
+class PathwayNotFoundError(PrintableError):
     """A stage function returned a pathway the stage does not have."""
 
 

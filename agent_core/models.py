@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, overload
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 if TYPE_CHECKING:
     from typing import Self
@@ -21,19 +21,21 @@ if TYPE_CHECKING:
     from encord.objects.ontology_labels_impl import LabelRowV2
     from numpy.typing import NDArray
 
-    _OptionalLabelRow = LabelRowV2 | None
-else:
-    # Checked in a validator instead, so that defining the model does not import the SDK.
-    _OptionalLabelRow = Any
+
+# What a stage function returns: a pathway name or UUID, None, or a TaskAgentReturnStruct.
+TaskAgentReturnPathway = str | UUID | None
 
 __all__ = [
+    "AgentTaskConfig",
     "BatchItem",
     "Frame",
     "FrameData",
     "LabelRowInitialiseLabelsArgs",
     "LabelRowMetadataIncludeArgs",
     "StageConfig",
+    "TaskAgentReturnPathway",
     "TaskAgentReturnStruct",
+    "TaskAgentReturnType",
     "TaskCompletionResult",
     "TaskOutcome",
 ]
@@ -73,46 +75,51 @@ class LabelRowInitialiseLabelsArgs(BaseModel):
     include_signed_url: bool = False
 
 
-class TaskAgentReturnStruct(BaseModel):
-    """What a stage function may return instead of a bare pathway.
+@dataclass
+class TaskAgentReturnStruct:
+    """What a stage function may return instead of a bare pathway (a dataclass, as in encord-agents).
 
-    ``label_row`` is saved and ``label_row_priority`` (0..1) set before the task moves on along
-    ``pathway`` (None: the task stays in the stage). Setting a priority without returning a label
-    row needs the task's label row: take a ``LabelRowV2`` parameter or pass
-    ``will_set_priority=True`` to ``@runner.stage``.
+    ``label_row`` is saved and ``label_row_priority`` set before the task moves on along
+    ``pathway`` (None: the task stays in the stage). Setting a priority needs the task's label
+    row: take a ``LabelRowV2`` parameter or pass ``will_set_priority=True`` to ``@runner.stage``.
+    As in encord-agents, a priority of ``0`` (or ``None``) is not applied.
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    pathway: TaskAgentReturnPathway = None
+    label_row: LabelRowV2 | None = None
+    label_row_priority: float | None = None
 
-    pathway: str | UUID | None = Field(
-        default=None, description="The pathway name or UUID the task follows; None: it stays."
-    )
-    label_row: _OptionalLabelRow = Field(default=None, description="A label row to save.")
-    label_row_priority: float | None = Field(
-        default=None, ge=0.0, le=1.0, description="The priority to give the task's label row."
-    )
 
-    @field_validator("label_row")
-    @classmethod
-    def _is_label_row(cls, value: object) -> object:
-        if value is None:
-            return value
-        from encord.objects.ontology_labels_impl import LabelRowV2
+TaskAgentReturnType = TaskAgentReturnPathway | TaskAgentReturnStruct
 
-        if not isinstance(value, LabelRowV2):
-            raise ValueError(f"label_row must be a LabelRowV2, got {type(value).__name__}")
-        return value
+
+class AgentTaskConfig(BaseModel):
+    """The fields of ``AgentTask.model_dump_json()`` a ``QueueRunner`` wrapper reads."""
+
+    task_uuid: UUID = Field(description="The task's UUID.", validation_alias="uuid")
+    data_hash: UUID = Field(description="The data unit's hash.")
+    data_title: str = Field(description="The data unit's title.")
+    label_branch_name: str = Field(description="The label branch of the task.")
 
 
 class TaskCompletionResult(BaseModel):
-    """What a ``QueueRunner`` stage wrapper returns (as JSON) for one task spec."""
+    """What a ``QueueRunner`` stage wrapper returns (as JSON), in encord-agents' shape.
 
-    task_uuid: UUID = Field(description="The task's UUID.")
+    For one task spec, ``task_uuid`` is its UUID, ``success`` a bool and ``pathway`` the UUID of
+    the pathway it followed (None if it stayed or failed). For a list of specs, ``task_uuid`` lists
+    every task, ``success`` lists the UUIDs of the tasks that succeeded and ``pathway`` the pathway
+    UUIDs of those that moved; when the whole call failed, ``success`` is False and ``error`` holds
+    the traceback.
+    """
+
+    task_uuid: UUID | list[UUID] = Field(description="The task's UUID (or every task's).")
     stage_uuid: UUID | None = Field(
         default=None, description="The stage the task was executed in, if it could be found."
     )
-    success: bool = Field(description="The agent ran and its result was applied.")
-    pathway: str | UUID | None = Field(
+    success: bool | list[UUID] = Field(
+        description="The agent ran and its result was applied (or: the tasks for which it was)."
+    )
+    pathway: UUID | list[UUID] | None = Field(
         default=None,
         description="The pathway the task followed; None if it stayed or the agent failed.",
     )
@@ -144,7 +151,7 @@ class Frame:
     def b64_encoding(
         self,
         image_format: Literal[".jpeg", ".jpg", ".png"] = ".jpeg",
-        output_format: Literal["raw", "url"] = "raw",
+        output_format: Literal["raw", "url"] = "url",
     ) -> str: ...
 
     @overload
@@ -158,9 +165,10 @@ class Frame:
     def b64_encoding(
         self,
         image_format: Literal[".jpeg", ".jpg", ".png"] = ".jpeg",
-        output_format: Literal["raw", "url", "openai", "anthropic"] = "raw",
+        output_format: Literal["raw", "url", "openai", "anthropic"] = "url",
     ) -> str | dict[str, Any]:
-        """Encode the frame as an image, base64: raw, a data URL, or an OpenAI/Anthropic part."""
+        """Encode the frame as an image in base64: by default a data URL (as encord-agents does);
+        ``"raw"`` for the bare base64 text, or an OpenAI/Anthropic message part."""
         import cv2
 
         ok, buffer = cv2.imencode(image_format, cv2.cvtColor(self.content, cv2.COLOR_RGB2BGR))

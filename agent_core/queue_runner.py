@@ -1,7 +1,7 @@
 """``QueueRunner``: stage functions executed from task specs taken off a queue.
 
 ``@runner.stage(...)`` returns a wrapper that takes ``AgentTask.model_dump_json()`` (or a list of
-them) and returns ``TaskCompletionResult`` JSON, as in encord-agents. The consumer Lambda uses the
+them) and returns one ``TaskCompletionResult`` JSON, as in encord-agents. The consumer Lambda uses the
 batch API instead: ``run_batch`` runs a batch of queue messages for one stage with Encord I/O done
 once per batch and one outcome per message, and ``stage_configs`` tells the producer what each
 stage will need.
@@ -15,11 +15,12 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from agent_core.exceptions import ConfigurationError, PoisonMessageError
+from agent_core.exceptions import ConfigurationError, PrintableError
 from agent_core.models import (
+    AgentTaskConfig,
     BatchItem,
     LabelRowInitialiseLabelsArgs,
     LabelRowMetadataIncludeArgs,
@@ -46,9 +47,14 @@ __all__ = ["QueueRunner", "StageWrapper"]
 class StageWrapper:
     """What ``QueueRunner.stage`` returns: call it with task JSON spec(s), get result JSON back.
 
-    ``wrapper(task.model_dump_json())`` returns one ``TaskCompletionResult`` JSON string;
-    ``wrapper([spec, spec, ...])`` runs them as one batch and returns a list of them, in order.
-    The undecorated function stays available as ``wrapper.__wrapped__``.
+    As in encord-agents: ``wrapper(task.model_dump_json())`` returns one ``TaskCompletionResult``
+    JSON string; ``wrapper([spec, spec, ...])`` runs them as one batch and returns one
+    ``TaskCompletionResult`` JSON whose ``task_uuid`` lists every task, ``success`` the UUIDs of
+    the tasks that succeeded and ``pathway`` the pathways taken. A batch is all or nothing: if the
+    agent raises on one task, nothing of the batch is applied and the result is a failure with the
+    traceback; a pathway the stage does not have raises ``PathwayNotFoundError`` (a
+    ``PrintableError``) out of the wrapper. A task that is no longer in the stage is not run and
+    counts as not successful. The undecorated function stays available as ``wrapper.__wrapped__``.
     """
 
     def __init__(self, runner: QueueRunner, agent: RunnerAgent, stage: AgentStage) -> None:
@@ -57,43 +63,60 @@ class StageWrapper:
         self._stage = stage
         functools.update_wrapper(self, agent.callable)
 
-    @overload
-    def __call__(self, task_spec: str) -> str: ...
-
-    @overload
-    def __call__(self, task_spec: list[str] | tuple[str, ...]) -> list[str]: ...
-
-    def __call__(self, task_spec: str | list[str] | tuple[str, ...]) -> str | list[str]:
-        single = isinstance(task_spec, str)
+    def __call__(self, task_spec: str | list[str]) -> str:
         specs: list[str] = [task_spec] if isinstance(task_spec, str) else list(task_spec)
-        items: list[BatchItem] = []
-        for index, spec in enumerate(specs):
-            try:
-                parsed = json.loads(spec)
-            except (TypeError, ValueError) as exc:
-                raise PoisonMessageError(
-                    f"Task spec #{index} is not JSON ({exc}); pass task.model_dump_json()."
-                ) from None
-            if not isinstance(parsed, dict) or not parsed.get("uuid"):
-                raise PoisonMessageError(
-                    f"Task spec #{index} is not an AgentTask spec (no 'uuid'); pass "
-                    "task.model_dump_json()."
-                )
-            items.append(BatchItem(item_id=str(index), task=parsed, verify_in_stage=True))
-        outcomes = self._runner.run_batch(self._stage.uuid, items)
-        results = [self._to_result(o) for o in outcomes]
-        return results[0] if single else results
-
-    def _to_result(self, outcome: TaskOutcome) -> str:
-        success = outcome.status == "succeeded"
-        error = None if success else (outcome.traceback or outcome.error)
+        # Parsed as encord-agents does: a malformed spec raises pydantic's ValidationError.
+        confs = [AgentTaskConfig.model_validate_json(spec) for spec in specs]
+        work = [
+            QueueRunner._work_item(
+                BatchItem(item_id=str(index), task=json.loads(spec), verify_in_stage=True),
+                self._stage,
+            )
+            for index, spec in enumerate(specs)
+        ]
+        execute_batch(
+            work,
+            self._agent,
+            self._runner._project,
+            self._stage,
+            self._runner.client,
+            num_retries=0,
+            stop_on=lambda _: True,
+        )
+        stopper = next((w for w in work if w.outcome and w.outcome.status == "failed"), None)
+        if stopper is not None:
+            if isinstance(stopper.error, PrintableError):
+                raise stopper.error
+            assert stopper.outcome is not None
+            return TaskCompletionResult(
+                task_uuid=[c.task_uuid for c in confs] if len(confs) > 1 else confs[0].task_uuid,
+                stage_uuid=self._stage.uuid,
+                success=False,
+                error=stopper.outcome.traceback or stopper.outcome.error,
+            ).model_dump_json()
+        flat = [self._flat_result(w, c.task_uuid) for w, c in zip(work, confs, strict=True)]
+        if len(flat) == 1:
+            uuid, success, pathway = flat[0]
+            return TaskCompletionResult(
+                task_uuid=uuid, stage_uuid=self._stage.uuid, success=success, pathway=pathway
+            ).model_dump_json()
         return TaskCompletionResult(
-            task_uuid=UUID(outcome.task_uuid),
+            task_uuid=[uuid for uuid, _, _ in flat],
             stage_uuid=self._stage.uuid,
-            success=success,
-            pathway=UUID(outcome.pathway_uuid) if outcome.pathway_uuid else None,
-            error=error,
+            success=[uuid for uuid, success, _ in flat if success],
+            pathway=[pathway for _, _, pathway in flat if pathway is not None],
         ).model_dump_json()
+
+    @staticmethod
+    def _flat_result(work: WorkItem, task_uuid: UUID) -> tuple[UUID, bool, UUID | None]:
+        outcome = work.outcome
+        assert outcome is not None
+        if outcome.status == "succeeded":
+            pathway = UUID(outcome.pathway_uuid) if outcome.pathway_uuid else None
+            return task_uuid, True, pathway
+        # Skipped after the agent ran: the task left the stage meanwhile. encord-agents counts that
+        # as a success whose pathway it did not choose; skipped before running is not a success.
+        return task_uuid, outcome.status == "skipped" and work.attempts > 0, None
 
 
 class QueueRunner(RunnerBase):
@@ -114,13 +137,23 @@ class QueueRunner(RunnerBase):
         result = TaskCompletionResult.model_validate_json(my_agent(queue.get()))
     """
 
-    def __init__(self, project_hash: str | UUID, *, client: EncordUserClient | None = None) -> None:
-        """``project_hash`` is required: stages are resolved against the project up front."""
+    def __init__(
+        self,
+        project_hash: str | UUID,
+        *,
+        user_client: EncordUserClient | None = None,
+        client: EncordUserClient | None = None,
+    ) -> None:
+        """``project_hash`` is required: stages are resolved against the project up front.
+
+        ``user_client`` (or ``client``): the Encord client to use instead of one built from the
+        environment.
+        """
         if not project_hash:
             raise ConfigurationError(
                 'QueueRunner needs a project: QueueRunner(project_hash="<project_hash>").'
             )
-        super().__init__(project_hash, client=client)
+        super().__init__(project_hash, user_client=user_client, client=client)
         assert self.project is not None
         self._project: Project = self.project
 
@@ -137,7 +170,7 @@ class QueueRunner(RunnerBase):
         label_row_metadata_include_args: LabelRowMetadataIncludeArgs | None = None,
         label_row_initialise_labels_args: LabelRowInitialiseLabelsArgs | None = None,
         will_set_priority: bool = False,
-        overwrite: bool = False,
+        overwrite: bool = True,
     ) -> Callable[[Callable[..., Any]], StageWrapper]:
         """Register the decorated function for agent stage ``stage`` (name or UUID).
 
@@ -146,6 +179,9 @@ class QueueRunner(RunnerBase):
         function and applies its result, and returns ``TaskCompletionResult`` JSON.
         ``will_set_priority=True`` loads the label row for functions that return a
         ``TaskAgentReturnStruct`` with ``label_row_priority`` but take no ``LabelRowV2``.
+        Decorating a second function for the same stage is allowed, as in encord-agents: each
+        wrapper keeps its own function, and ``run_batch`` uses the last one (``overwrite=False``
+        refuses it instead).
         """
 
         def decorator(func: Callable[..., Any]) -> StageWrapper:

@@ -15,12 +15,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from itertools import islice
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 from uuid import UUID
 
-import typer
-
-from agent_core.exceptions import AgentkitError, ConfigurationError
+from agent_core.exceptions import AgentkitError, ConfigurationError, StageNotFoundError
 from agent_core.models import LabelRowInitialiseLabelsArgs, LabelRowMetadataIncludeArgs
 from agent_core.redaction import redact
 from agent_core.runner_base import (
@@ -38,9 +36,12 @@ if TYPE_CHECKING:
     from encord.user_client import EncordUserClient
     from encord.workflow.stages.agent import AgentStage
 
-__all__ = ["Runner"]
+__all__ = ["MAX_LABEL_ROW_BATCH_SIZE", "Runner", "SequentialRunner"]
 
 log = logging.getLogger("agent_core.runner")
+
+# encord-agents' name for the most label rows saved per request (its tests import it).
+MAX_LABEL_ROW_BATCH_SIZE = 100
 
 
 class Runner(RunnerBase):
@@ -63,14 +64,17 @@ class Runner(RunnerBase):
         project_hash: str | UUID | None = None,
         *,
         pre_execution_callback: Callable[[Runner], None] | None = None,
+        user_client: EncordUserClient | None = None,
         client: EncordUserClient | None = None,
     ) -> None:
         """``project_hash`` is optional: with it, stages are validated when decorated.
 
         ``pre_execution_callback(runner)`` runs once the project is known, before any task is
         fetched, e.g. to check the project's ontology; ``runner.project`` is set by then.
+        ``user_client`` (or ``client``): the Encord client to use instead of one built from the
+        environment.
         """
-        super().__init__(project_hash, client=client)
+        super().__init__(project_hash, user_client=user_client, client=client)
         self.pre_execution_callback = pre_execution_callback
         self.was_called_from_cli = False
 
@@ -117,63 +121,24 @@ class Runner(RunnerBase):
 
     def __call__(
         self,
-        refresh_every: Annotated[
-            int | None,
-            typer.Option(
-                help="Fetch tasks from the project again every REFRESH_EVERY seconds. "
-                "Without it, the runner exits once the stages' queues are empty."
-            ),
-        ] = None,
-        num_retries: Annotated[
-            int, typer.Option(help="How many times to retry a task whose agent fails.", min=0)
-        ] = 3,
-        task_batch_size: Annotated[
-            int,
-            typer.Option(
-                help="Tasks whose label rows are loaded, and updates bundled, at once.", min=1
-            ),
-        ] = 300,
-        project_hash: Annotated[
-            str | None,
-            typer.Option(help="The project hash, if not given when the runner was created."),
-        ] = None,
-        max_tasks_per_stage: Annotated[
-            int | None,
-            typer.Option(help="Process at most this many tasks per stage per pass (default: all)."),
-        ] = None,
+        refresh_every: int | None = None,
+        num_retries: int = 3,
+        task_batch_size: int = 300,
+        project_hash: str | None = None,
+        max_tasks_per_stage: int | None = None,
     ) -> None:
-        """Run the registered stage functions on the project's tasks."""
-        if num_retries < 0:
-            raise ConfigurationError(f"num_retries must be >= 0, got {num_retries}.")
-        if task_batch_size < 1:
-            raise ConfigurationError(f"task_batch_size must be >= 1, got {task_batch_size}.")
-        if max_tasks_per_stage is not None and max_tasks_per_stage < 1:
-            raise ConfigurationError(
-                f"max_tasks_per_stage must be >= 1 (or unset for all), got {max_tasks_per_stage}."
-            )
-        if refresh_every is not None and refresh_every < 0:
-            raise ConfigurationError(f"refresh_every must be >= 0 seconds, got {refresh_every}.")
+        """Run the registered stage functions on the project's tasks.
 
-        project = self._project_for_call(project_hash)
-        self.project = project
-        self.project_hash = project.project_hash
-        if self.pre_execution_callback is not None:
-            self.pre_execution_callback(self)
-        if not self.agents:
-            raise ConfigurationError(
-                'No stage function is registered. Decorate one with @runner.stage("<stage name>").'
-            )
-        stages = [(agent, self._stage_for(agent, project)) for agent in self.agents]
-        by_stage: dict[UUID, RunnerAgent] = {}
-        for agent, stage in stages:
-            other = by_stage.setdefault(stage.uuid, agent)
-            if other is not agent:
-                raise ConfigurationError(
-                    f"{other.function_name} ({other.printable_name!r}) and {agent.function_name} "
-                    f"({agent.printable_name!r}) are both registered for stage {stage.title!r}. "
-                    "Keep one, or register the other with overwrite=True."
-                )
-
+        ``refresh_every``: fetch tasks again every that many seconds (without it, return once the
+        stages' queues are empty). ``num_retries``: how many times to retry a task whose agent
+        fails; it is logged and left in its stage after that. ``task_batch_size``: tasks whose
+        label rows are loaded and whose updates are bundled at once. ``project_hash``: the project,
+        if not given when the runner was created. ``max_tasks_per_stage``: at most this many tasks
+        per stage per pass. A pathway the stage does not have raises ``PathwayNotFoundError``
+        (a ``PrintableError``) and nothing of that batch is applied, as in encord-agents.
+        """
+        self._check_options(num_retries, task_batch_size, max_tasks_per_stage, refresh_every)
+        project, stages = self._prepare(project_hash)
         while True:
             started = time.monotonic()
             for agent, stage in stages:
@@ -187,10 +152,91 @@ class Runner(RunnerBase):
                 log.info("Next poll in %.0f s", pause)
                 time.sleep(pause)
 
-    def _project_for_call(self, project_hash: str | None) -> Project:
+    def run_stage(
+        self,
+        stage: str | UUID,
+        *,
+        project_hash: str | UUID | None = None,
+        num_retries: int = 3,
+        task_batch_size: int = 300,
+        max_tasks: int | None = None,
+    ) -> None:
+        """Run one registered stage once (no polling): e.g. from a job told that work is waiting.
+
+        Raises StageNotFoundError (a ``PrintableError``) if ``stage`` is not an agent stage of
+        the project or has no registered function.
+        """
+        self._check_options(num_retries, task_batch_size, max_tasks, None)
+        project, _ = self._prepare(project_hash, validate_agents=False)
+        valid = self._agent_stages(project)
+        target = self._match_stage(self._identity_of(stage), valid)
+        if target is None:
+            raise StageNotFoundError(self._not_found_message(stage, valid))
+        agent = next(
+            (a for a in self.agents if self._match_stage(a.identity, [target]) is not None),
+            None,
+        )
+        if agent is None:
+            raise StageNotFoundError(
+                f"No function is registered for stage {target.title!r}. Decorate one with "
+                f'@runner.stage("{target.title}").'
+            )
+        self._run_stage(agent, target, project, num_retries, task_batch_size, max_tasks)
+
+    @staticmethod
+    def _identity_of(stage: str | UUID) -> UUID | str:
+        try:
+            return UUID(str(stage))
+        except ValueError:
+            return str(stage)
+
+    @staticmethod
+    def _check_options(
+        num_retries: int,
+        task_batch_size: int,
+        max_tasks_per_stage: int | None,
+        refresh_every: int | None,
+    ) -> None:
+        if max_tasks_per_stage is not None and max_tasks_per_stage < 1:
+            raise ConfigurationError(
+                f"max_tasks_per_stage must be >= 1 (or unset for all), got {max_tasks_per_stage}."
+            )
+        if num_retries < 0:
+            raise ConfigurationError(f"num_retries must be >= 0, got {num_retries}.")
+        if task_batch_size < 1:
+            raise ConfigurationError(f"task_batch_size must be >= 1, got {task_batch_size}.")
+        if refresh_every is not None and refresh_every < 0:
+            raise ConfigurationError(f"refresh_every must be >= 0 seconds, got {refresh_every}.")
+
+    def _prepare(
+        self, project_hash: str | UUID | None, *, validate_agents: bool = True
+    ) -> tuple[Project, list[tuple[RunnerAgent, AgentStage]]]:
+        """The project and each registered function's stage; runs ``pre_execution_callback``."""
+        project = self._project_for_call(project_hash)
+        self.project = project
+        self.project_hash = project.project_hash
+        stages: list[tuple[RunnerAgent, AgentStage]] = []
+        if validate_agents:
+            stages = [(agent, self._stage_for(agent, project)) for agent in self.agents]
+        if self.pre_execution_callback is not None:
+            self.pre_execution_callback(self)
+        if validate_agents and not self.agents:
+            # encord-agents runs nothing and says nothing; a warning costs no ported program.
+            log.warning(
+                'No stage function is registered; decorate one with @runner.stage("<stage name>").'
+            )
+        return project, stages
+
+    def _project_for_call(self, project_hash: str | UUID | None) -> Project:
         if project_hash is not None:
             verified = self._verify_project_hash(project_hash)
-            if self.project is not None and self.project.project_hash == verified:
+            if self.project is not None:
+                if self.project.project_hash != verified:
+                    raise ConfigurationError(
+                        f"This runner is bound to project {self.project.project_hash}, so it "
+                        f"cannot run {verified}. Create the runner without project_hash to give "
+                        "the project on each call."
+                    )
                 return self.project
             return self._fetch_project(verified)
         if self.project is not None:
@@ -242,6 +288,8 @@ class Runner(RunnerBase):
                 items = [
                     WorkItem(item_id=str(t.uuid), task_uuid=str(t.uuid), task=t) for t in batch
                 ]
+                # A wrong pathway stops the run with nothing of its batch applied, as in
+                # encord-agents; any other failure is logged and the run goes on.
                 execute_batch(
                     items,
                     agent,
@@ -250,6 +298,7 @@ class Runner(RunnerBase):
                     self.client,
                     num_retries=num_retries,
                     on_task_done=advance,
+                    stop_on=lambda item: first_fatal([item]) is not None,
                 )
                 for item in items:
                     assert item.outcome is not None
@@ -265,26 +314,78 @@ class Runner(RunnerBase):
                 progress.update(bar, summary=_summary(counts))
                 fatal = first_fatal(items)
                 if fatal is not None:
-                    # Every task would hit the same bug; what succeeded so far is committed.
                     raise fatal
         log.info("Stage %r: %s", stage.title, _summary(counts) or "no tasks")
 
     def run(self, args: Sequence[str] | None = None) -> None:
         """Run as a command line tool (options as ``__call__``'s); ``--help`` lists them.
 
-        Errors a user can fix are printed without a traceback and exit with status 2.
+        Errors a user can fix are printed without a traceback and exit with status 2. Needs the
+        ``cli`` extra (typer); it is imported here so that a module building a ``Runner`` at
+        import time still imports where typer is not installed (e.g. in Lambda).
         """
+        import typing
+        from typing import Annotated
+
+        import typer
+
         self.was_called_from_cli = True
+
+        def command(
+            refresh_every: Annotated[
+                int | None,
+                typer.Option(
+                    help="Fetch tasks from the project again every REFRESH_EVERY seconds. "
+                    "Without it, the runner exits once the stages' queues are empty."
+                ),
+            ] = None,
+            num_retries: Annotated[
+                int, typer.Option(help="How many times to retry a task whose agent fails.", min=0)
+            ] = 3,
+            task_batch_size: Annotated[
+                int,
+                typer.Option(
+                    help="Tasks whose label rows are loaded, and updates bundled, at once.", min=1
+                ),
+            ] = 300,
+            project_hash: Annotated[
+                str | None,
+                typer.Option(help="The project hash, if not given when the runner was created."),
+            ] = None,
+            max_tasks_per_stage: Annotated[
+                int | None,
+                typer.Option(
+                    help="Process at most this many tasks per stage per pass (default: all)."
+                ),
+            ] = None,
+        ) -> None:
+            self(
+                refresh_every=refresh_every,
+                num_retries=num_retries,
+                task_batch_size=task_batch_size,
+                project_hash=project_hash,
+                max_tasks_per_stage=max_tasks_per_stage,
+            )
+
+        # This module uses postponed annotations; typer reads them, so evaluate them here where
+        # the lazily imported names are in scope.
+        command.__annotations__ = typing.get_type_hints(
+            command, localns={"Annotated": Annotated, "typer": typer}, include_extras=True
+        )
         app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
         app.command(
             help="Run the task agents on the project's agent stages.",
             short_help="Run the task agents.",
-        )(self.__call__)
+        )(command)
         try:
             app(args=list(args) if args is not None else None)
         except AgentkitError as exc:
             typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
             sys.exit(2)
+
+
+# encord-agents' name for the sequential runner.
+SequentialRunner = Runner
 
 
 def _summary(counts: Counter[str]) -> str:

@@ -27,7 +27,6 @@ from agent_core.dependencies.depends import (
     solve_dependencies,
 )
 from agent_core.exceptions import (
-    AgentkitError,
     ConfigurationError,
     DependencyError,
     InvalidReturnError,
@@ -55,12 +54,15 @@ log = logging.getLogger("agent_core.runner")
 
 DecoratedCallable = TypeVar("DecoratedCallable", bound=Callable[..., Any])
 
-# Errors a retry cannot fix: the function's code or declaration has to change.
+# Errors a retry cannot fix: the function's code or declaration has to change. The task fails on
+# the first attempt without being retried.
 NON_RETRYABLE: tuple[type[BaseException], ...] = (
     PathwayNotFoundError,
-    InvalidReturnError,
     DependencyError,
 )
+# Retried like any agent error (encord-agents retries them: a flaky agent may return a good value
+# next time), but the task's final outcome is not retryable by a queue.
+NOT_RETRYABLE_BY_QUEUE: tuple[type[BaseException], ...] = (InvalidReturnError,)
 
 
 def _try_uuid(value: object) -> UUID | None:
@@ -84,6 +86,27 @@ def caller_locals(depth: int = 2) -> dict[str, Any]:
         return {} if frame.f_locals is frame.f_globals else dict(frame.f_locals)
     finally:
         del frame
+
+
+_COMPATIBLE: dict[tuple[type[BaseException], type[BaseException]], type[Exception]] = {}
+
+
+def sdk_compatible(ours: type[Exception], sdk: type[BaseException]) -> type[Exception]:
+    """``ours`` that is also an instance of the SDK's ``sdk`` error.
+
+    encord-agents lets the SDK's errors (e.g. ``AuthenticationError``) out of ``Runner(...)``;
+    ported code may catch them, so ours are subclasses of both: our message, their type.
+    """
+    key = (ours, sdk)
+    made = _COMPATIBLE.get(key)
+    if made is None:
+
+        def __str__(self: BaseException) -> str:
+            return str(self.args[0]) if self.args else ""
+
+        made = type(ours.__name__, (ours, sdk), {"__str__": __str__, "__module__": ours.__module__})
+        _COMPATIBLE[key] = made
+    return made
 
 
 def _function_name(func: Callable[..., Any]) -> str:
@@ -148,14 +171,18 @@ class RunnerBase:
         self,
         project_hash: str | UUID | None = None,
         *,
+        user_client: EncordUserClient | None = None,
         client: EncordUserClient | None = None,
     ) -> None:
         """``project_hash`` lets stages be validated when they are decorated (fail fast).
 
-        ``client`` defaults to one built from the environment (``ENCORD_SSH_KEY``,
-        ``ENCORD_SSH_KEY_FILE`` or ``ENCORD_SSH_KEY_SECRET_ID``; ``ENCORD_DOMAIN``).
+        ``user_client`` (encord-agents' name; ``client`` is the same) defaults to one built from
+        the environment (``ENCORD_SSH_KEY``, ``ENCORD_SSH_KEY_FILE`` or
+        ``ENCORD_SSH_KEY_SECRET_ID``; ``ENCORD_DOMAIN``).
         """
-        self._client = client
+        if user_client is not None and client is not None and user_client is not client:
+            raise ConfigurationError("Pass the Encord client once: user_client= or client=.")
+        self._client = user_client if user_client is not None else client
         self.project_hash: str | None = (
             self._verify_project_hash(project_hash) if project_hash else None
         )
@@ -203,14 +230,14 @@ class RunnerBase:
         try:
             project = self.client.get_project(project_hash)
         except AuthenticationError:
-            raise CredentialsError(
+            raise sdk_compatible(CredentialsError, AuthenticationError)(
                 f"Encord did not accept the configured key when opening project {project_hash} "
                 "(AuthenticationError): no Encord user has this key. Add its public key to the "
                 "Encord account (Settings > Public keys), or configure the private key that is "
                 "registered there."
             ) from None
         except (AuthorisationError, ResourceNotFoundError) as exc:
-            raise ConfigurationError(
+            raise sdk_compatible(ConfigurationError, type(exc))(
                 f"Cannot open project {project_hash} ({type(exc).__name__}): check the hash and "
                 "that the Encord key's user is a member of the project."
             ) from None
@@ -387,6 +414,8 @@ class WorkItem:
     duration_ms: float = 0.0
     attempts: int = 0
     error: BaseException | None = field(default=None, repr=False)
+    # The last attempt failed while solving the dependencies, before the agent was called.
+    dependency_failed: bool = False
 
     @property
     def pending(self) -> bool:
@@ -455,10 +484,13 @@ def _resolve_pathway(value: object, stage: AgentStage, agent: RunnerAgent) -> Ag
             if pathway.uuid == as_uuid:
                 return pathway
     valid = ", ".join(f'"{p.name}" ({p.uuid})' for p in stage.pathways) or "none"
+    shown = str(value) if isinstance(value, UUID) else repr(value)
+    # The valid pathways come last: a shortened repr of the error (pytest's keeps its two ends)
+    # still shows them.
     raise PathwayNotFoundError(
-        f"{agent.function_name} returned pathway {value!r}, which stage {stage.title!r} does not "
-        f"have. Its pathways are: {valid}. Return one of these names or UUIDs, or None to leave "
-        "the task in the stage."
+        f"{agent.function_name} returned {shown}, which is not a pathway of stage "
+        f"{stage.title!r}; return one of its pathways' names or UUIDs, or None to leave the task "
+        f"in the stage. Its pathways are: {valid}"
     )
 
 
@@ -469,13 +501,15 @@ def _apply_result(result: object, item: WorkItem, stage: AgentStage, agent: Runn
         pathway_value = result.pathway
         if result.label_row is not None:
             item.save_row = result.label_row
-        if result.label_row_priority is not None:
-            row = result.label_row or item.label_row
+        # As in encord-agents: a priority of 0 is not applied, and the priority is set on the
+        # task's own label row, which must have been loaded for the stage.
+        if result.label_row_priority:
+            row = item.label_row
             if row is None:
                 raise InvalidReturnError(
-                    f"{agent.function_name} returned label_row_priority without a label_row, and "
-                    "the task's label row was not loaded. Pass will_set_priority=True to "
-                    "@runner.stage(...), or return the label row too."
+                    f"{agent.function_name} returned label_row_priority, but the task's label row "
+                    "was not loaded. Pass will_set_priority=True to @runner.stage(...), or take a "
+                    "LabelRowV2 parameter."
                 )
             item.priority = (row, result.label_row_priority)
     elif result is None or isinstance(result, str | UUID):
@@ -492,11 +526,13 @@ def _apply_result(result: object, item: WorkItem, stage: AgentStage, agent: Runn
 _MISSING = object()
 
 
-def _call_agent(agent: RunnerAgent, context: TaskContext) -> object:
+def _call_agent(agent: RunnerAgent, context: TaskContext, item: WorkItem) -> object:
     result: object = _MISSING
     # Generator dependencies see the agent's exception (like FastAPI's) and are closed either way.
     with ExitStack() as stack:
+        item.dependency_failed = True
         values = solve_dependencies(agent.dependant, context, stack)
+        item.dependency_failed = False
         result = agent.callable(**values)
     if result is _MISSING:
         raise RuntimeError(
@@ -529,7 +565,7 @@ def _run_one(
             item.pathway = item.save_row = None
             item.priority = None
             try:
-                _apply_result(_call_agent(agent, context), item, stage, agent)
+                _apply_result(_call_agent(agent, context, item), item, stage, agent)
                 return
             except KeyboardInterrupt:
                 raise
@@ -550,8 +586,11 @@ def _run_one(
                 )
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("%s", redact("".join(traceback.format_exception(exc))))
-                if attempt > num_retries:
-                    item.finish("failed", error=exc, retryable=True)
+                # A dependency that fails is not retried, as in encord-agents (which solves them
+                # once per task, outside its retry loop).
+                if attempt > num_retries or item.dependency_failed:
+                    queue_retry = not isinstance(exc, NOT_RETRYABLE_BY_QUEUE)
+                    item.finish("failed", error=exc, retryable=queue_retry)
                     return
     finally:
         item.duration_ms = (time.perf_counter() - started) * 1000.0
@@ -717,11 +756,14 @@ def execute_batch(
     num_retries: int = 0,
     should_continue: Callable[[], bool] | None = None,
     on_task_done: Callable[[WorkItem], None] | None = None,
+    stop_on: Callable[[WorkItem], bool] | None = None,
 ) -> None:
     """Run ``agent`` on ``items`` (tasks of ``stage``), setting every item's ``outcome``.
 
     Never raises for a per-task problem; an Encord error while fetching for the batch fails every
-    item that had not finished (retryable).
+    item that had not finished (retryable). ``stop_on(failed_item)`` returning True stops the
+    batch there without committing anything (encord-agents' all-or-nothing batches): the other
+    unfinished items end ``deferred``.
     """
     try:
         _verify_in_stage(items, stage)
@@ -741,6 +783,8 @@ def execute_batch(
         _fail_all(items, exc, "fetching the batch's tasks, label rows and storage items")
         return
 
+    if stop_on is not None and _stop(items, items, stop_on):
+        return
     deferring = False
     for item in items:
         if not item.pending:
@@ -753,12 +797,41 @@ def execute_batch(
         _run_one(item, agent, project, stage, client, num_retries)
         if on_task_done is not None:
             on_task_done(item)
+        if stop_on is not None and _stop([item], items, stop_on):
+            return
     _commit(items, project, stage)
 
 
-def first_fatal(items: Sequence[WorkItem]) -> AgentkitError | None:
-    """The first error that every task would hit again (bad return value), if any."""
+def _stop(
+    candidates: Sequence[WorkItem], items: Sequence[WorkItem], stop_on: Callable[[WorkItem], bool]
+) -> bool:
+    """Whether a failed candidate stops the batch; if so, the unfinished items end deferred."""
+    stopper = next(
+        (
+            c
+            for c in candidates
+            if c.outcome is not None and c.outcome.status == "failed" and stop_on(c)
+        ),
+        None,
+    )
+    if stopper is None:
+        return False
     for item in items:
-        if isinstance(item.error, PathwayNotFoundError | InvalidReturnError):
+        if item.pending:
+            item.pathway = None
+            item.finish(
+                "deferred",
+                error=f"Not applied: task {stopper.task_uuid} failed and stopped the batch.",
+            )
+    return True
+
+
+def first_fatal(items: Sequence[WorkItem]) -> BaseException | None:
+    """The first error that stops a sequential run, as in encord-agents: a pathway the stage does
+    not have, or a dependency that failed to be solved."""
+    for item in items:
+        if isinstance(item.error, PathwayNotFoundError) or (
+            item.error is not None and item.dependency_failed
+        ):
             return item.error
     return None

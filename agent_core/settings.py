@@ -154,3 +154,53 @@ def create_user_client(settings: EncordSettings | None = None) -> EncordUserClie
 def cached_user_client() -> EncordUserClient:
     """One client per process: warm Lambda invocations reuse its HTTP session."""
     return create_user_client()
+
+
+class Settings(BaseSettings):
+    """The credentials encord-agents' ``Settings`` reads, under its field names.
+
+    ``ssh_key_content`` is ``ENCORD_SSH_KEY``, ``ssh_key_file`` is ``ENCORD_SSH_KEY_FILE`` and
+    ``domain`` is ``ENCORD_DOMAIN``; ``ssh_key`` is the key text (the content wins when both are
+    set). Pass one to ``get_user_client(settings)``. Without either key it raises pydantic's
+    ``ValidationError`` (a ``ValueError``) saying which variables to set, as encord-agents' does.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    ssh_key_file: Path | None = Field(default=None, validation_alias="ENCORD_SSH_KEY_FILE")
+    ssh_key_content: SecretStr | None = Field(default=None, validation_alias="ENCORD_SSH_KEY")
+    domain: str | None = Field(default=None, validation_alias="ENCORD_DOMAIN")
+
+    def model_post_init(self, context: object, /) -> None:
+        if self.ssh_key_content is None and self.ssh_key_file is None:
+            raise CredentialsError(
+                "Set ENCORD_SSH_KEY to the private key text or ENCORD_SSH_KEY_FILE to its path."
+            )
+
+    @property
+    def ssh_key(self) -> str:
+        """The private key text."""
+        return _find_ssh_key(
+            EncordSettings(ssh_key=self.ssh_key_content, ssh_key_file=self.ssh_key_file)
+        ).get_secret_value()
+
+
+def get_user_client(settings: Settings | None = None) -> EncordUserClient:
+    """An ``EncordUserClient`` from the environment, or from ``settings`` (encord-agents' name).
+
+    Without ``settings`` the key is looked up as everywhere in the kit (``ENCORD_SSH_KEY``,
+    ``ENCORD_SSH_KEY_FILE``, ``ENCORD_SSH_KEY_SECRET_ID``).
+    """
+    if settings is None:
+        return create_user_client()
+    base = EncordSettings()
+    return create_user_client(
+        base.model_copy(
+            update={
+                "ssh_key": SecretStr(settings.ssh_key),
+                "ssh_key_file": None,
+                "ssh_key_secret_id": None,
+                "domain": settings.domain or base.domain,
+            }
+        )
+    )

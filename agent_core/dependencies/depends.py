@@ -61,6 +61,11 @@ class Depends:
         return f"{type(self).__name__}({name}{cache})"
 
 
+class DependsDeclaredTwiceError(DependencyError, AssertionError):
+    """A parameter has ``Depends`` in its annotation and as its default (an ``AssertionError``,
+    as encord-agents raises)."""
+
+
 class Provided(enum.Enum):
     """The per-task objects a runner provides by annotation."""
 
@@ -115,6 +120,21 @@ class Dependant:
     @property
     def needs_label_row(self) -> bool:
         return Provided.LABEL_ROW in self.needs
+
+    # encord-agents' names for the parts of its Dependant (its tests read them).
+    @property
+    def func(self) -> Callable[..., Any]:
+        return self.call
+
+    @property
+    def dependencies(self) -> list[Dependant]:
+        """The sub-dependencies of this node's parameters, in parameter order."""
+        return [p.dependant for p in self.params if p.dependant is not None]
+
+    @property
+    def field_params(self) -> list[Param]:
+        """The parameters the runner provides by annotation, in parameter order."""
+        return [p for p in self.params if p.provided is not None]
 
     @property
     def needs_storage_item(self) -> bool:
@@ -289,9 +309,9 @@ def get_dependant(
             annotation = base
         if isinstance(param.default, Depends):
             if depends is not None:
-                raise DependencyError(
-                    f"Parameter {param.name!r} of {label} declares Depends twice (in Annotated and "
-                    "as its default); keep one."
+                raise DependsDeclaredTwiceError(
+                    f"Cannot specify `Depends` in `Annotated` and default value together for "
+                    f"parameter {param.name!r} of {label}; keep one."
                 )
             depends = param.default
         if depends is not None:
@@ -361,9 +381,10 @@ class TaskContext:
             Provided.STORAGE_ITEM: self.storage_item,
         }[provided]
         if value is None:
+            task = self.task
+            where = f"task {task.uuid} (data hash {task.data_hash})" if task else "this call"
             raise DependencyError(
-                f"No {provided.value} is available for task {self.task.uuid} "
-                f"(data hash {self.task.data_hash}); Encord returned none for it."
+                f"No {provided.value} is available for {where}; Encord returned none for it."
             )
         return value
 

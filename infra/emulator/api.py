@@ -26,7 +26,14 @@ from infra.emulator.auth import KeyRegistry, RegisteredKey, verify_rest, verify_
 from infra.emulator.counters import Counters
 from infra.emulator.errors import ApiError, bad_request, forbidden
 from infra.emulator.faults import FaultRule, Faults
-from infra.emulator.media import MediaStore, parse_range
+from infra.emulator.media import (
+    ITEM_TYPES,
+    LABEL_DATA_TYPES,
+    VIDEO_KINDS,
+    MediaSpec,
+    MediaStore,
+    parse_range,
+)
 from infra.emulator.state import (
     DataUnit,
     EmulatorState,
@@ -277,10 +284,13 @@ class EmulatorApi:
 
     def render_item(self, item: StorageItem, sign: bool) -> dict[str, Any]:
         media = item.media
+        is_group = media.kind == "image_group"
+        is_video = media.kind in VIDEO_KINDS
+        audio = media.kind == "audio"
         return {
             "uuid": item.uuid,
             "parent": item.folder_uuid,
-            "itemType": media.kind,
+            "itemType": ITEM_TYPES[media.kind],
             "name": item.name,
             "description": item.description,
             "clientMetadata": json.dumps(item.client_metadata),
@@ -292,22 +302,19 @@ class EmulatorApi:
             "backedDataUnitsCount": 1,
             "storageLocation": "encord",
             "integrationHash": None,
-            "url": self.item_url(item),
-            "signedUrl": self.signed_url(item) if sign else None,
+            "url": None if is_group else self.item_url(item),
+            "signedUrl": self.signed_url(item) if sign and not is_group else None,
             "fileSize": None,
-            "mimeType": media.mime,
+            "mimeType": None if is_group else media.mime,
             "duration": media.duration,
-            "fps": media.fps if media.kind == "video" else None,
-            "height": media.height,
-            "width": media.width,
+            "fps": media.fps if is_video else None,
+            "height": None if audio or media.kind == "text" else media.height,
+            "width": None if audio or media.kind == "text" else media.width,
             "dicomInstanceUid": None,
             "dicomStudyUid": None,
             "dicomSeriesUid": None,
-            "frameCount": media.frames if media.kind == "video" else None,
-            "audioSampleRate": None,
-            "audioBitDepth": None,
-            "audioCodec": None,
-            "audioNumChannels": None,
+            "frameCount": media.frames if is_video or is_group else None,
+            **_AUDIO_ITEM_FIELDS[audio],
         }
 
     def render_label_row_metadata(
@@ -328,21 +335,24 @@ class EmulatorApi:
             "label_hash": row.label_hash if row else None,
             "created_at": long_string(row.created_at) if row else None,
             "last_edited_at": long_string(row.last_edited_at) if row else None,
-            "branch_name": task.branch_name,
+            "branch_name": row.branch_name
+            if row
+            else payload.get("branch_name") or task.branch_name,
             "data_hash": unit.data_hash,
             "dataset_hash": unit.dataset_hash,
             "dataset_title": dataset.title,
             "data_title": unit.title,
-            "data_type": media.kind.upper(),
-            "data_link": self.item_url(item),
+            "data_type": LABEL_DATA_TYPES[media.kind].upper(),
+            "data_link": None if media.kind == "image_group" else self.item_url(item),
             "label_status": row.label_status if row else "NOT_LABELLED",
             "annotation_task_status": annotation_task_status(stage),
             "is_shadow_data": False,
             "number_of_frames": media.frames,
             "duration": media.duration,
-            "frames_per_second": media.fps if media.kind == "video" else None,
+            "frames_per_second": media.fps if media.kind in VIDEO_KINDS else None,
             "height": media.height,
             "width": media.width,
+            **(_audio_unit_fields(media) if media.kind == "audio" else {}),
             "spaces": {},
             "task_uuid": task.uuid,
             "priority": task.priority,
@@ -366,6 +376,45 @@ class EmulatorApi:
             result["images_data"] = None
         return result
 
+    def _render_data_units(
+        self, unit: DataUnit, item: StorageItem, labels: dict[str, Any], sign: bool
+    ) -> dict[str, Any]:
+        """The label row's ``data_units``: one per image of an image group, else one."""
+        media = item.media
+        if media.kind == "image_group":
+            units: dict[str, Any] = {}
+            for index, child_uuid in enumerate(item.children):
+                child = self.state.items[child_uuid]
+                units[child_uuid] = {
+                    "data_hash": child_uuid,
+                    "data_title": child.name,
+                    "data_type": child.media.mime,
+                    "data_sequence": str(index),
+                    "data_link": self.signed_url(child) if sign else self.item_url(child),
+                    "width": child.media.width,
+                    "height": child.media.height,
+                    "labels": labels.get(child_uuid, {}),
+                }
+            return units
+        data_unit: dict[str, Any] = {
+            "data_hash": unit.data_hash,
+            "data_title": unit.title,
+            "data_type": media.mime,
+            "data_sequence": 0,
+            "data_link": self.signed_url(item) if sign else self.item_url(item),
+            "labels": labels,
+        }
+        if media.kind in ("image", *VIDEO_KINDS):
+            data_unit["width"] = media.width
+            data_unit["height"] = media.height
+        if media.kind in VIDEO_KINDS:
+            data_unit["data_fps"] = media.fps
+            data_unit["data_duration"] = media.duration
+        if media.kind == "audio":
+            data_unit.update(_audio_unit_fields(media))
+            data_unit["data_duration"] = media.duration
+        return {unit.data_hash: data_unit}
+
     def render_label_row(
         self,
         project_hash: str,
@@ -383,11 +432,12 @@ class EmulatorApi:
         sign = bool(payload.get("get_signed_url"))
         object_filter = payload.get("include_object_feature_hashes")
         class_filter = payload.get("include_classification_feature_hashes")
-        labels = _filter_unit_labels(row.unit_labels, media.kind, object_filter, class_filter)
+        kind = "frames" if media.has_frames else "image"
+        labels = _filter_unit_labels(row.unit_labels, kind, object_filter, class_filter)
         object_answers = row.object_answers
         classification_answers = row.classification_answers
         if object_filter is not None:
-            kept = _object_hashes(labels, media.kind)
+            kept = _object_hashes(labels, kind)
             object_answers = {k: v for k, v in object_answers.items() if k in kept}
         if class_filter is not None:
             classification_answers = {
@@ -395,19 +445,7 @@ class EmulatorApi:
                 for k, v in classification_answers.items()
                 if v.get("featureHash") in set(class_filter)
             }
-        data_unit: dict[str, Any] = {
-            "data_hash": unit.data_hash,
-            "data_title": unit.title,
-            "data_type": media.mime,
-            "data_sequence": 0,
-            "data_link": self.signed_url(item) if sign else self.item_url(item),
-            "width": media.width,
-            "height": media.height,
-            "labels": labels,
-        }
-        if media.kind == "video":
-            data_unit["data_fps"] = media.fps
-            data_unit["data_duration"] = media.duration
+        data_units = self._render_data_units(unit, item, labels, sign)
         return {
             "label_hash": row.label_hash,
             "branch_name": row.branch_name,
@@ -417,8 +455,8 @@ class EmulatorApi:
             "dataset_title": dataset.title,
             "data_title": unit.title,
             "data_hash": unit.data_hash,
-            "data_type": media.kind,
-            "data_units": {unit.data_hash: data_unit},
+            "data_type": LABEL_DATA_TYPES[media.kind],
+            "data_units": data_units,
             "object_answers": object_answers,
             "classification_answers": classification_answers,
             "object_actions": row.object_actions,
@@ -430,6 +468,32 @@ class EmulatorApi:
             "task_uuid": task.uuid,
             "priority": task.priority,
         }
+
+
+def _audio_unit_fields(media: MediaSpec) -> dict[str, Any]:
+    return {
+        "audio_codec": "mp3",
+        "audio_sample_rate": 44100,
+        "audio_bit_depth": 16,
+        "audio_num_channels": 1,
+    }
+
+
+# The audio properties of a storage item: set for audio, None otherwise.
+_AUDIO_ITEM_FIELDS: dict[bool, dict[str, Any]] = {
+    True: {
+        "audioSampleRate": 44100,
+        "audioBitDepth": 16,
+        "audioCodec": "mp3",
+        "audioNumChannels": 1,
+    },
+    False: {
+        "audioSampleRate": None,
+        "audioBitDepth": None,
+        "audioCodec": None,
+        "audioNumChannels": None,
+    },
+}
 
 
 def _filter_unit_labels(
@@ -637,6 +701,17 @@ def get_item(api: EmulatorApi, req: Request) -> Response:
     with api.state.lock:
         item = api.require_item(req, req.params["item_uuid"])
         return Response.json(api.render_item(item, req.q_bool("signUrl")))
+
+
+@route("GET", "/v2/public/storage/folders/{folder_uuid}/items/{item_uuid}/child-items")
+def get_child_items(api: EmulatorApi, req: Request) -> Response:
+    with api.state.lock:
+        item = api.require_item(req, req.params["item_uuid"])
+        if item.folder_uuid != req.params["folder_uuid"]:
+            raise ApiError(404, f"Item {item.uuid} is not in folder {req.params['folder_uuid']}.")
+        sign = req.q_bool("signUrls")
+        children = [api.render_item(api.state.items[c], sign) for c in item.children]
+        return Response.json({"results": children, "nextPageToken": None})
 
 
 def _patch(api: EmulatorApi, req: Request, item_uuid: str, patch: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from infra.emulator.media import MediaSpec
+from infra.emulator.media import OTHER_MIMES, MediaKind, MediaSpec
 from infra.emulator.state import DEFAULT_PRIORITY, EmulatorState, Pathway, Stage, Workflow, utcnow
 
 FIXTURE_DIR = Path(__file__).parent / "fixtures"
@@ -72,6 +72,7 @@ class WorkflowSpec(_Spec):
 class ObjectSpec(_Spec):
     name: str
     shape: Literal["bounding_box", "polygon", "point", "polyline", "rotatable_bounding_box"]
+    feature_hash: str | None = Field(default=None, description="fixed feature node hash")
 
 
 class ClassificationSpec(_Spec):
@@ -95,8 +96,10 @@ class OntologySpec(_Spec):
 class MediaGroupSpec(_Spec):
     """``count`` generated items of one kind, whose tasks start in ``stage``."""
 
-    kind: Literal["image", "video"] = "image"
+    kind: MediaKind = "image"
     count: int = Field(default=1, ge=0)
+    images: int = Field(default=3, ge=1, le=100, description="images of an image group")
+    pages: int = Field(default=2, ge=1, le=100, description="pages of a pdf")
     width: int = Field(default=320, ge=8, le=8192)
     height: int = Field(default=240, ge=8, le=8192)
     fps: float = Field(default=10.0, gt=0)
@@ -312,7 +315,7 @@ def build_ontology_structure(spec: OntologySpec, state: EmulatorState) -> dict[s
             name=obj.name,
             shape=Shape(obj.shape),
             uid=index,
-            feature_node_hash=state.new_uuid()[:8],
+            feature_node_hash=obj.feature_hash or state.new_uuid()[:8],
         )
     for index, cls_spec in enumerate(spec.classifications, start=1):
         classification: Classification = structure.add_classification(
@@ -364,6 +367,8 @@ def _prelabel(
     state: EmulatorState, structure: dict[str, Any], spec: MediaSpec, index: int
 ) -> dict[str, Any]:
     """Label row content with one bounding box (every frame of a video) and one classification."""
+    if spec.kind not in ("image", "video", "image_sequence"):
+        raise ValueError(f"prelabelled is supported for images and videos, not {spec.kind}")
     objects = structure.get("objects") or []
     classifications = structure.get("classifications") or []
     now = utcnow().strftime("%a, %d %b %Y %H:%M:%S UTC")
@@ -461,10 +466,19 @@ def seed(state: EmulatorState, source: str | Path | FixtureSpec | dict[str, Any]
                 media = MediaSpec(
                     "image", group.width, group.height, state.new_seed(), group.mime or "image/jpeg"
                 )
+            elif group.kind in OTHER_MIMES or group.kind == "image_group":
+                media = MediaSpec(
+                    group.kind,
+                    group.width,
+                    group.height,
+                    state.new_seed(),
+                    OTHER_MIMES.get(group.kind, ""),
+                    frames={"image_group": group.images, "pdf": group.pages}.get(group.kind, 1),
+                )
             else:
                 frames = max(1, round(group.fps * group.duration))
                 media = MediaSpec(
-                    "video",
+                    group.kind,
                     group.width,
                     group.height,
                     state.new_seed(),

@@ -31,13 +31,39 @@ GENERATOR_VERSION = 1
 DEFAULT_MEMORY_CACHE_BYTES = 256 * 1024 * 1024
 IMAGE_MIMES = {"image/jpeg": ".jpg", "image/png": ".png"}
 VIDEO_MIMES = {"video/mp4": ".mp4"}
+# Kinds whose file is a video: an image sequence is stored (and served) as one.
+VIDEO_KINDS = ("video", "image_sequence")
+# The one MIME type of each kind that is not an image or a video.
+OTHER_MIMES = {"audio": "audio/mpeg", "pdf": "application/pdf", "text": "text/plain"}
+MediaKind = Literal["image", "video", "image_sequence", "image_group", "audio", "pdf", "text"]
+# Encord's names: the storage item's ``itemType`` and the label row's ``data_type``.
+ITEM_TYPES = {
+    "image": "image",
+    "video": "video",
+    "image_sequence": "imageSequence",
+    "image_group": "imageGroup",
+    "audio": "audio",
+    "pdf": "pdf",
+    "text": "plainText",
+}
+LABEL_DATA_TYPES = {
+    "image": "image",
+    "video": "video",
+    # The emulator labels an image sequence like a video (frames of one file).
+    "image_sequence": "video",
+    "image_group": "img_group",
+    "audio": "audio",
+    "pdf": "pdf",
+    "text": "plain_text",
+}
 
 
 @dataclass(frozen=True)
 class MediaSpec:
-    """What to generate for one storage item. ``frames`` is 1 for images."""
+    """What to generate for one storage item. ``frames`` is 1 for images, the number of images for
+    an image group (whose images are items of their own), the pages of a pdf."""
 
-    kind: Literal["image", "video"]
+    kind: MediaKind
     width: int
     height: int
     seed: int
@@ -50,7 +76,9 @@ class MediaSpec:
             raise ValueError(f"media size {self.width}x{self.height} must be within 8..8192")
         if self.kind == "image" and self.mime not in IMAGE_MIMES:
             raise ValueError(f"image mime must be one of {sorted(IMAGE_MIMES)}")
-        if self.kind == "video":
+        if self.kind in OTHER_MIMES and self.mime != OTHER_MIMES[self.kind]:
+            raise ValueError(f"{self.kind} mime must be {OTHER_MIMES[self.kind]}")
+        if self.kind in VIDEO_KINDS:
             if self.mime not in VIDEO_MIMES:
                 raise ValueError(f"video mime must be one of {sorted(VIDEO_MIMES)}")
             if self.fps <= 0 or self.frames < 1:
@@ -58,7 +86,14 @@ class MediaSpec:
 
     @property
     def duration(self) -> float | None:
-        return self.frames / self.fps if self.kind == "video" else None
+        if self.kind in VIDEO_KINDS:
+            return self.frames / self.fps
+        return 2.0 if self.kind == "audio" else None
+
+    @property
+    def has_frames(self) -> bool:
+        """Whether labels are kept per frame (a video's or pdf's) rather than for one image."""
+        return self.kind in (*VIDEO_KINDS, "pdf", "image_group")
 
     def cache_key(self) -> str:
         text = json.dumps(
@@ -137,6 +172,14 @@ def generate(spec: MediaSpec) -> bytes:
     """Render the media for ``spec``; identical specs give identical bytes on one machine."""
     import cv2
 
+    if spec.kind == "audio":
+        return _audio_bytes(spec)
+    if spec.kind == "pdf":
+        return _pdf_bytes(spec)
+    if spec.kind == "text":
+        return f"Emulated text item #{spec.seed}.\nLine two of the text.\n".encode()
+    if spec.kind == "image_group":
+        raise ValueError("an image group has no file of its own; its images are served instead")
     if spec.kind == "image":
         frame = _background(spec)
         _draw(frame, spec, 0, f"#{spec.seed}")
@@ -162,6 +205,39 @@ def generate(spec: MediaSpec) -> bytes:
         return Path(tmp_name).read_bytes()
     finally:
         Path(tmp_name).unlink(missing_ok=True)
+
+
+def _audio_bytes(spec: MediaSpec) -> bytes:
+    """An MP3-shaped file: an ID3 tag, then silent MPEG-1 layer III frames (128 kbit/s, 44.1 kHz)."""
+    header = b"ID3\x03\x00\x00\x00\x00\x00\x00"
+    frame = b"\xff\xfb\x90\x64" + bytes(413)
+    count = max(1, round((spec.duration or 1.0) * 38))
+    return header + frame * count
+
+
+def _pdf_bytes(spec: MediaSpec) -> bytes:
+    """A minimal PDF with ``spec.frames`` empty pages of ``spec.width`` x ``spec.height`` points."""
+    pages = max(1, spec.frames)
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids ["
+        + b" ".join(f"{3 + i} 0 R".encode() for i in range(pages))
+        + f"] /Count {pages} >>".encode(),
+    ]
+    box = f"[0 0 {spec.width} {spec.height}]".encode()
+    objects += [b"<< /Type /Page /Parent 2 0 R /MediaBox " + box + b" >>"] * pages
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
+    out += (
+        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    )
+    return bytes(out)
 
 
 @dataclass

@@ -139,7 +139,9 @@ class Emulator:
 
     def _register_blobs(self, item_uuid: str) -> None:
         item = self.state.items[item_uuid]
-        self.media.register(Blob(item.uuid, item.media.mime, spec=item.media))
+        # An image group has no file of its own: its images are items (and blobs) of their own.
+        if item.media.kind != "image_group":
+            self.media.register(Blob(item.uuid, item.media.mime, spec=item.media))
 
         def client_metadata() -> bytes:
             return json.dumps(self.state.client_metadata(item_uuid)).encode()
@@ -158,6 +160,8 @@ class Emulator:
                 item_uuids = list(self.state.items)
             else:
                 item_uuids = [self.state.data_units[h].item_uuid for h in data_hashes]
+                item_uuids += [c for u in item_uuids for c in self.state.items[u].children]
+            item_uuids = [u for u in item_uuids if self.state.items[u].media.kind != "image_group"]
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             list(pool.map(self.media.content, item_uuids))
         return len(item_uuids)

@@ -109,6 +109,8 @@ class StorageItem:
     created_at: datetime
     last_edited_at: datetime
     description: str = ""
+    # The images of an image group, in order (storage items of their own, not data units).
+    children: list[str] = field(default_factory=list)
 
     @property
     def item_type(self) -> str:
@@ -198,8 +200,18 @@ class Project:
     created_at: datetime
     last_edited_at: datetime
     tasks_by_data: dict[str, Task] = field(default_factory=dict)
+    # The label rows of the main branch, by data hash.
     label_rows: dict[str, LabelRow] = field(default_factory=dict)
+    # Rows of the other label branches: branch name -> data hash -> row. A branch exists once a
+    # row was created in it (``initialise_labels``/``save`` of a row listed with that branch).
+    branch_label_rows: dict[str, dict[str, LabelRow]] = field(default_factory=dict)
     twin_of: str | None = None
+
+    def rows_of(self, branch: str | None) -> dict[str, LabelRow]:
+        """The rows of ``branch`` (main when None), created empty on first use."""
+        if branch in (None, DEFAULT_BRANCH):
+            return self.label_rows
+        return self.branch_label_rows.setdefault(str(branch), {})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,7 +282,8 @@ class EmulatorState:
         self.folders: dict[str, StorageFolder] = {}
         self.items: dict[str, StorageItem] = {}
         self.tasks: dict[str, Task] = {}
-        self.label_index: dict[str, tuple[str, str]] = {}  # label_hash -> (project, data_hash)
+        # label_hash -> (project, data_hash, branch)
+        self.label_index: dict[str, tuple[str, str, str]] = {}
         self.item_projects: dict[str, set[str]] = {}  # storage item -> projects that use it
         self._seq = 0
 
@@ -320,6 +333,22 @@ class EmulatorState:
                 created_at=now,
                 last_edited_at=now,
             )
+            if media.kind == "image_group":
+                stem = title.rsplit(".", 1)[0]
+                for index in range(media.frames):
+                    child = StorageItem(
+                        uuid=self.new_uuid(),
+                        folder_uuid=dataset.folder_uuid,
+                        name=f"{stem}_{index:03d}.jpg",
+                        media=MediaSpec(
+                            "image", media.width, media.height, self.new_seed(), "image/jpeg"
+                        ),
+                        client_metadata={},
+                        created_at=now,
+                        last_edited_at=now,
+                    )
+                    self.items[child.uuid] = child
+                    item.children.append(child.uuid)
             self.items[item.uuid] = item
             unit = DataUnit(self.new_uuid(), title, dataset_hash, item.uuid)
             self.data_units[unit.data_hash] = unit
@@ -354,7 +383,8 @@ class EmulatorState:
             self.projects[project.project_hash] = project
             for data_hash in data_hashes:
                 item_uuid = self.data_units[data_hash].item_uuid
-                self.item_projects.setdefault(item_uuid, set()).add(project.project_hash)
+                for uuid_ in (item_uuid, *self.items[item_uuid].children):
+                    self.item_projects.setdefault(uuid_, set()).add(project.project_hash)
             return project
 
     def add_task(
@@ -402,6 +432,7 @@ class EmulatorState:
         classification_answers: dict[str, Any] | None = None,
         unit_labels: dict[str, Any] | None = None,
         label_status: str = "LABELLED",
+        branch_name: str = DEFAULT_BRANCH,
     ) -> LabelRow:
         with self.lock:
             project = self.projects[project_hash]
@@ -409,7 +440,7 @@ class EmulatorState:
             row = LabelRow(
                 label_hash=self.new_uuid(),
                 data_hash=data_hash,
-                branch_name=DEFAULT_BRANCH,
+                branch_name=branch_name,
                 created_at=now,
                 last_edited_at=now,
                 label_status=label_status,
@@ -417,8 +448,8 @@ class EmulatorState:
                 classification_answers=dict(classification_answers or {}),
                 unit_labels=dict(unit_labels or {}),
             )
-            project.label_rows[data_hash] = row
-            self.label_index[row.label_hash] = (project_hash, data_hash)
+            project.rows_of(branch_name)[data_hash] = row
+            self.label_index[row.label_hash] = (project_hash, data_hash, branch_name)
             return row
 
     # -- lookups that raise the API's errors ----------------------------------------------------
@@ -502,15 +533,26 @@ class EmulatorState:
         """Only the PATHWAY_ACTION events (agent proceeds) of a task."""
         return [e for e in self.task_history(task_uuid) if e.action == "PATHWAY_ACTION"]
 
-    def label_row(self, project_hash: str, data_hash: str) -> LabelRow | None:
-        """A copy of the stored label row of a data unit, or None if none was created."""
+    def label_row(
+        self, project_hash: str, data_hash: str, branch: str = DEFAULT_BRANCH
+    ) -> LabelRow | None:
+        """A copy of the stored label row of a data unit in ``branch``, or None if none was created."""
         with self.lock:
-            row = self.project(project_hash).label_rows.get(data_hash)
+            row = self.project(project_hash).rows_of(branch).get(data_hash)
             return copy.deepcopy(row) if row is not None else None
 
-    def stored_objects(self, project_hash: str, data_hash: str) -> list[dict[str, Any]]:
-        """All object instances stored on a label row (every frame), as saved by the SDK."""
-        row = self.label_row(project_hash, data_hash)
+    def label_branches(self, project_hash: str) -> list[str]:
+        """The label branches of a project that hold at least one row (main first)."""
+        with self.lock:
+            project = self.project(project_hash)
+            others = sorted(b for b, rows in project.branch_label_rows.items() if rows)
+            return [DEFAULT_BRANCH, *others]
+
+    def stored_objects(
+        self, project_hash: str, data_hash: str, branch: str = DEFAULT_BRANCH
+    ) -> list[dict[str, Any]]:
+        """All object instances stored on a label row (every frame/image), as saved by the SDK."""
+        row = self.label_row(project_hash, data_hash, branch)
         if row is None:
             return []
         labels = row.unit_labels
@@ -529,6 +571,12 @@ class EmulatorState:
             unit = self.data_units.get(key)
             item = self.storage_item(unit.item_uuid if unit else key)
             return copy.deepcopy(item.client_metadata)
+
+    def unit_hashes(self, data_hash: str) -> list[str]:
+        """The hashes of a label row's data units: its images for an image group, else itself."""
+        with self.lock:
+            item = self.items[self.data_units[data_hash].item_uuid]
+            return list(item.children) or [data_hash]
 
     def item_for_data(self, data_hash: str) -> StorageItem:
         with self.lock:
@@ -800,11 +848,9 @@ class EmulatorState:
                 task = project.tasks_by_data.get(data_hash)
                 if task is None:
                     continue
-                row = project.label_rows.get(data_hash)
+                row = project.rows_of(flt.branch_name).get(data_hash)
                 stage = project.workflow.stage(task.stage_uuid)
                 assert stage is not None
-                if flt.branch_name is not None and flt.branch_name != DEFAULT_BRANCH:
-                    continue
                 if flt.label_hashes is not None and (
                     row is None or row.label_hash not in flt.label_hashes
                 ):
@@ -845,12 +891,12 @@ class EmulatorState:
                     raise ApiError(
                         404, f"Label row {label_hash} not found in project {project_hash}."
                     )
-                data_hash = owner[1]
+                _, data_hash, branch = owner
                 result.append(
                     (
                         self.data_units[data_hash],
                         self._copy_task(project.tasks_by_data[data_hash]),
-                        copy.deepcopy(project.label_rows[data_hash]),
+                        copy.deepcopy(project.rows_of(branch)[data_hash]),
                     )
                 )
             return result
@@ -858,9 +904,9 @@ class EmulatorState:
     def create_label_rows(
         self, project_hash: str, data_hashes: Sequence[str], branch_name: str | None
     ) -> list[tuple[DataUnit, Task, LabelRow]]:
-        """Create empty label rows; a row that already exists is returned as it is (idempotent)."""
-        if branch_name not in (None, DEFAULT_BRANCH):
-            raise bad_request(f"The emulator only has the {DEFAULT_BRANCH!r} label branch.")
+        """Create empty label rows in ``branch_name`` (main when None; another branch comes into
+        being with its first row); a row that already exists is returned as it is (idempotent)."""
+        branch = branch_name or DEFAULT_BRANCH
         with self.lock:
             project = self.project(project_hash)
             for data_hash in data_hashes:
@@ -869,9 +915,11 @@ class EmulatorState:
             result = []
             for data_hash in data_hashes:
                 key = str(data_hash).lower()
-                row = project.label_rows.get(key)
+                row = project.rows_of(branch).get(key)
                 if row is None:
-                    row = self.add_label_row(project_hash, key, label_status="LABEL_IN_PROGRESS")
+                    row = self.add_label_row(
+                        project_hash, key, label_status="LABEL_IN_PROGRESS", branch_name=branch
+                    )
                 result.append(
                     (
                         self.data_units[key],
@@ -905,19 +953,27 @@ class EmulatorState:
                 for key in ("object_answers", "classification_answers", "data_units"):
                     if not isinstance(body.get(key), dict):
                         raise bad_request(f"Labels of {label_hash} need a {key} object.")
-                row = project.label_rows[owner[1]]
+                row = project.rows_of(owner[2])[owner[1]]
                 units = body["data_units"]
-                if row.data_hash not in units:
-                    raise bad_request(f"Labels of {label_hash} have no data unit {row.data_hash}.")
+                expected = self.unit_hashes(row.data_hash)
+                missing = [u for u in expected if u not in units]
+                if missing:
+                    raise bad_request(f"Labels of {label_hash} have no data unit {missing[0]}.")
                 plan.append((row, body))
             now = utcnow()
             for row, body in plan:
                 row.object_answers = copy.deepcopy(body["object_answers"])
                 row.classification_answers = copy.deepcopy(body["classification_answers"])
                 row.object_actions = copy.deepcopy(body.get("object_actions") or {})
-                row.unit_labels = copy.deepcopy(
-                    body["data_units"][row.data_hash].get("labels") or {}
-                )
+                units = body["data_units"]
+                if self.items[self.data_units[row.data_hash].item_uuid].children:
+                    # An image group: one data unit per image, labels kept per image.
+                    row.unit_labels = {
+                        h: copy.deepcopy(units[h].get("labels") or {})
+                        for h in self.unit_hashes(row.data_hash)
+                    }
+                else:
+                    row.unit_labels = copy.deepcopy(units[row.data_hash].get("labels") or {})
                 status = body.get("label_status")
                 if isinstance(status, str) and status and status != "NOT_LABELLED":
                     row.label_status = status

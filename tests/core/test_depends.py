@@ -247,10 +247,10 @@ def test_builtin_dependencies_resolve_their_string_annotations() -> None:
         for dep, needs in [
             (dep_client, {Provided.CLIENT}),
             (dep_storage_item, {Provided.STORAGE_ITEM}),
-            (dep_asset, {Provided.STORAGE_ITEM, Provided.TASK}),
-            (dep_single_frame, {Provided.STORAGE_ITEM, Provided.TASK}),
-            (dep_video_iterator, {Provided.STORAGE_ITEM, Provided.TASK}),
-            (dep_video_sampler, {Provided.STORAGE_ITEM, Provided.TASK}),
+            (dep_asset, {Provided.STORAGE_ITEM}),
+            (dep_single_frame, {Provided.STORAGE_ITEM}),
+            (dep_video_iterator, {Provided.STORAGE_ITEM}),
+            (dep_video_sampler, {Provided.STORAGE_ITEM}),
             (
                 dep_twin_label_row("00000000-0000-0000-0000-000000000000"),
                 {

@@ -332,7 +332,9 @@ def test_dependency_docstring_examples(emulator: Any, seeds_project: Any, encord
     runner()
     assets = seen[:3]
     data_hashes = [emulator.state.task(t).data_hash for t in seeds_project.task_uuids["Agent 1"]]
-    assert sorted(a[0] for a in assets) == sorted(f"{h}.jpg" for h in data_hashes)
+    # Named as encord-agents names them: <storage item uuid>.jpeg for a JPEG.
+    item_uuids = [seeds_project.storage_item_uuids[h] for h in data_hashes]
+    assert sorted(a[0] for a in assets) == sorted(f"{u}.jpeg" for u in item_uuids)
     assert all(size > 0 and exists for _, size, exists in assets)
     assert seen[3:6] == [(240, 320, 3)] * 3
     assert sorted(seen[6:9]) == [f"Agent 1_{i}.jpg" for i in range(3)]

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
+import pytest
 from encord.workflow.stages.agent import AgentTask
 from numpy.typing import NDArray
 
@@ -99,16 +100,21 @@ def test_video_sampler_by_rate_and_by_index(emulator: Any, encord_client: Any) -
             Callable[[float | Sequence[int]], Iterator[Frame]], Depends(dep_video_sampler)
         ],
     ) -> None:
-        samples.append([f.frame for f in sampler(2.0)])
+        samples.append([f.frame for f in sampler(0.2)])
         samples.append([f.frame for f in sampler([25, 3, 3, 400, 0])])
-        samples.append([f.frame for f in sampler(50.0)][:3])
+        samples.append([f.frame for f in sampler(1)])
+        for outside in (1.5, 0, -0.5):
+            with pytest.raises(ValueError, match="between 0 and 1"):
+                sampler(outside)
 
     outcomes = runner.run_batch("Agent 1", items_for([t for t in tasks if is_video(t)][:1]))
     assert outcomes[0].status == "succeeded", outcomes[0].traceback
-    by_rate, by_index, faster_than_video = samples
-    assert by_rate == [0, 5, 10, 15, 20, 25]  # 2 fps out of a 10 fps, 3 s video
-    assert by_index == [0, 3, 25]
-    assert faster_than_video == [0, 1, 2]
+    by_rate, by_index, every = samples
+    # encord-agents' sampler takes a fraction of the frames (silent difference 1 of issue 10):
+    # on a 30-frame clip, 0.2 is every fifth frame and 1 is all 30, whatever the frame rate.
+    assert by_rate == [0, 5, 10, 15, 20, 25]
+    assert by_index == [0, 3, 3, 25]  # sorted; repeats repeat; past the end stops
+    assert every == list(range(30))
 
 
 def test_asset_and_single_frame_on_an_image(emulator: Any, encord_client: Any) -> None:
@@ -128,7 +134,8 @@ def test_asset_and_single_frame_on_an_image(emulator: Any, encord_client: Any) -
     outcomes = runner.run_batch("Agent 1", items_for([image]))
     assert outcomes[0].status == "succeeded", outcomes[0].traceback
     [(name, head, shape, dtype)] = seen
-    assert name == f"{image.data_hash}.png" and head == b"\x89PNG\r\n\x1a\n"
+    item_uuid = emulator.state.data_units[str(image.data_hash)].item_uuid
+    assert name == f"{item_uuid}.png" and head == b"\x89PNG\r\n\x1a\n"
     assert shape == (30, 40, 3) and dtype == np.uint8
 
 
@@ -153,7 +160,7 @@ def test_single_frame_of_a_video_and_unsupported_media(emulator: Any, encord_cli
     [outcome] = runner.run_batch("Agent 1", items_for([image]))
     assert outcome.status == "failed" and not outcome.retryable
     assert outcome.error_type == "UnsupportedMediaError"
-    assert "supports video data" in (outcome.error or "") and "image" in (outcome.error or "")
+    assert outcome.error == "`dep_video_iterator` only supported for video label rows"
 
 
 def test_frame_base64_encodings() -> None:
@@ -164,7 +171,11 @@ def test_frame_base64_encodings() -> None:
     content = np.zeros((4, 6, 3), dtype=np.uint8)
     content[..., 0] = 255  # red in RGB
     frame = Frame(frame=7, content=content)
-    raw = frame.b64_encoding(".png")
+    # The default is a data URL, as in encord-agents (silent difference 6 of issue 10).
+    assert frame.b64_encoding() == "data:image/jpeg;base64," + frame.b64_encoding(
+        output_format="raw"
+    )
+    raw = frame.b64_encoding(".png", "raw")
     decoded = cv2.imdecode(np.frombuffer(base64.b64decode(raw), np.uint8), cv2.IMREAD_COLOR)
     assert decoded.shape == (4, 6, 3) and decoded[0, 0].tolist() == [0, 0, 255]  # BGR on disk
     assert frame.b64_encoding(".png", "url").startswith("data:image/png;base64,")
