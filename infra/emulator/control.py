@@ -68,7 +68,7 @@ def clear_faults(app: EmulatorApp, req: Request) -> Response:
 
 
 def get_projects(app: EmulatorApp, req: Request) -> Response:
-    return Response.json(app.state.snapshot_summary())
+    return Response.json(app.state.projects_summary())
 
 
 def get_info(app: EmulatorApp, req: Request) -> Response:

@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from infra.emulator.app import EmulatorApp
-from infra.emulator.auth import KeyRegistry, RegisteredKey
+from infra.emulator.auth import KeyRegistry
 from infra.emulator.control import ControlHooks
 from infra.emulator.counters import Counters
 from infra.emulator.faults import Faults
@@ -80,7 +80,7 @@ class Emulator:
         self.port = int(bound_port)
         self.domain = f"http://{self.host}:{self.port}"
         self.app.set_domain(self.domain)
-        self.ssh_private_key, self.ssh_key_path, self.main_key = self._create_key(None, "main")
+        self.ssh_private_key, self.ssh_key_path, self.main_key = self.keys.create(None, name="main")
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.1},
@@ -166,14 +166,9 @@ class Emulator:
     def project_hashes(self) -> list[str]:
         return self.state.project_hashes()
 
-    def _create_key(
-        self, project_hashes: list[str] | None, name: str
-    ) -> tuple[str, Path, RegisteredKey]:
-        return self.keys.create(project_hashes, name=name)
-
     def register_key(self, project_hashes: list[str] | None = None) -> tuple[str, Path]:
         """A new key pair with access only to ``project_hashes`` (None: every project)."""
-        text, path, _ = self._create_key(project_hashes, "key")
+        text, path, _ = self.keys.create(project_hashes, name="key")
         return text, path
 
     def _register_key_for_control(self, project_hashes: list[str] | None) -> tuple[str, str]:

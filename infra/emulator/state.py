@@ -79,7 +79,7 @@ class EmulatorState:
         with self.lock:
             return self._rng.getrandbits(31)
 
-    # -- building (used by fixtures.py) ------------------------------------------------------
+    # -- building (used by fixtures.py); each returns a copy of what it added -----------------
     def add_ontology(
         self, title: str, structure: dict[str, Any], description: str = ""
     ) -> Ontology:
@@ -87,7 +87,7 @@ class EmulatorState:
         ontology = Ontology(self.new_uuid(), title, description, structure, now, now)
         with self.lock:
             self.ontologies[ontology.ontology_hash] = ontology
-        return ontology
+        return copy.deepcopy(ontology)
 
     def add_dataset(self, title: str, description: str = "") -> Dataset:
         with self.lock:
@@ -95,7 +95,7 @@ class EmulatorState:
             self.folders[folder.uuid] = folder
             dataset = Dataset(self.new_uuid(), title, description, folder.uuid)
             self.datasets[dataset.dataset_hash] = dataset
-            return dataset
+            return copy.deepcopy(dataset)
 
     def add_data(
         self,
@@ -136,7 +136,7 @@ class EmulatorState:
             unit = DataUnit(self.new_uuid(), title, dataset_hash, item.uuid)
             self.data_units[unit.data_hash] = unit
             dataset.data_hashes.append(unit.data_hash)
-            return unit
+            return dataclasses.replace(unit)
 
     def add_project(
         self,
@@ -168,7 +168,7 @@ class EmulatorState:
                 item_uuid = self.data_units[data_hash].item_uuid
                 for uuid_ in (item_uuid, *self.items[item_uuid].children):
                     self.item_projects.setdefault(uuid_, set()).add(project.project_hash)
-            return project
+            return copy.deepcopy(project)
 
     def add_task(
         self,
@@ -204,7 +204,7 @@ class EmulatorState:
             )
             project.tasks_by_data[data_hash] = task
             self.tasks[task.uuid] = task
-            return task
+            return self._copy_task(task)
 
     def add_label_row(
         self,
@@ -233,7 +233,7 @@ class EmulatorState:
             )
             project.rows_of(branch_name)[data_hash] = row
             self.label_index[row.label_hash] = (project_hash, data_hash, branch_name)
-            return row
+            return copy.deepcopy(row)
 
     # -- live lookups (callers hold the lock) that raise the API's errors ------------------------
     def _project(self, project_hash: str) -> Project:
@@ -437,6 +437,11 @@ class EmulatorState:
             unit = self.data_units.get(key)
             item = self._item(unit.item_uuid if unit else key)
             return copy.deepcopy(item.client_metadata)
+
+    def item_for_data(self, data_hash: str) -> StorageItem:
+        """The storage item behind a data unit."""
+        with self.lock:
+            return copy.deepcopy(self.items[self.data_units[data_hash].item_uuid])
 
     def unit_hashes(self, data_hash: str) -> list[str]:
         """The hashes of a label row's data units: its images for an image group, else itself."""
@@ -876,7 +881,7 @@ class EmulatorState:
     def _copy_task(task: Task) -> Task:
         return dataclasses.replace(task, history=list(task.history))
 
-    def snapshot_summary(self) -> dict[str, Any]:
+    def projects_summary(self) -> dict[str, Any]:
         """A JSON-able overview used by the control endpoint ``GET /_emulator/projects``."""
         with self.lock:
             return {
