@@ -784,24 +784,11 @@ def consumer_from_environment(
 
 
 def metrics_by_stage(report: ConsumeReport) -> dict[str, dict[str, float]]:
+    from agent_core.pipeline.observability import CONSUMER_METRICS
+
     per_stage: dict[str, dict[str, float]] = {}
     for result in report.results.values():
-        counts = per_stage.setdefault(
-            result.metric_stage,
-            dict.fromkeys(
-                (
-                    "processed",
-                    "succeeded",
-                    "failed",
-                    "skipped",
-                    "poison",
-                    "deferred",
-                    "dead_lettered",
-                    "busy",
-                ),
-                0.0,
-            ),
-        )
+        counts = per_stage.setdefault(result.metric_stage, dict.fromkeys(CONSUMER_METRICS, 0.0))
         counts["processed"] += 1
         counts[result.status] += 1
         if result.status == "dead_lettered":

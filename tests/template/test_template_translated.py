@@ -186,7 +186,7 @@ def test_functions(translated: dict[str, Any], sam_template: dict[str, Any]) -> 
         assert properties["Runtime"] == "python3.12"
         assert properties["Architectures"] == ["x86_64"]
         assert properties["TracingConfig"] == {"Mode": "Active"}
-        assert sam_template["Resources"][logical_id]["Metadata"] == {"BuildMethod": "makefile"}
+        assert sam_template["Resources"][logical_id]["Metadata"]["BuildMethod"] == "makefile"
         log_group = properties["LoggingConfig"]["LogGroup"]["Ref"]
         assert translated["Resources"][log_group]["Properties"]["RetentionInDays"]
 
@@ -241,8 +241,8 @@ def alarms_on(translated: dict[str, Any], namespace: str, metric: str) -> list[d
     return [
         alarm["Properties"]
         for alarm in of_type(translated, "AWS::CloudWatch::Alarm").values()
-        if alarm["Properties"]["Namespace"] == namespace
-        and alarm["Properties"]["MetricName"] == metric
+        if alarm["Properties"].get("Namespace") == namespace
+        and alarm["Properties"].get("MetricName") == metric
     ]
 
 
