@@ -10,7 +10,6 @@ requests, call these methods and render what they return.
 
 from __future__ import annotations
 
-import base64
 import copy
 import dataclasses
 import json
@@ -45,6 +44,15 @@ from infra.emulator.model import (
     initial_status,
     like_to_regex,
     utcnow,
+)
+from infra.emulator.workflow import (
+    accepted_actions,
+    decode_page_token,
+    encode_page_token,
+    listing_order,
+    next_stage,
+    pathway_for,
+    stage_of,
 )
 
 
@@ -182,7 +190,7 @@ class EmulatorState:
     ) -> Task:
         with self.lock:
             project = self.projects[project_hash]
-            stage = self._stage(project, stage_key)
+            stage = stage_of(project, stage_key)
             if data_hash in project.tasks_by_data:
                 raise ValueError(f"data {data_hash} already has a task in project {project_hash}")
             now = utcnow()
@@ -241,12 +249,6 @@ class EmulatorState:
         if project is None:
             raise forbidden(f"Project {project_hash} does not exist or you have no access to it.")
         return project
-
-    def _stage(self, project: Project, key: str) -> Stage:
-        stage = project.workflow.stage(str(key))
-        if stage is None:
-            raise not_found(f"Stage {key} is not a stage of project {project.project_hash}.")
-        return stage
 
     def _item(
         self, item_uuid: str, visible_to: set[str] | None = None, folder_uuid: str | None = None
@@ -350,15 +352,15 @@ class EmulatorState:
     def stage_uuid(self, project_hash: str, stage: str) -> str:
         """UUID of a stage given its title or UUID."""
         with self.lock:
-            return self._stage(self._project(project_hash), stage).uuid
+            return stage_of(self._project(project_hash), stage).uuid
 
     def tasks_in_stage(self, project_hash: str, stage: str) -> list[Task]:
         """Tasks currently in a stage (by title or UUID), in listing order."""
         with self.lock:
             project = self._project(project_hash)
-            stage_uuid = self._stage(project, stage).uuid
+            stage_uuid = stage_of(project, stage).uuid
             tasks = [t for t in project.tasks_by_data.values() if t.stage_uuid == stage_uuid]
-            return [self._copy_task(t) for t in sorted(tasks, key=_task_order)]
+            return [self._copy_task(t) for t in sorted(tasks, key=listing_order)]
 
     def stage_counts(self, project_hash: str) -> dict[str, int]:
         """Number of tasks per stage title (every stage listed, zeros included)."""
@@ -457,22 +459,22 @@ class EmulatorState:
     ) -> tuple[list[tuple[Task, DataUnit]], str | None]:
         """One page of the tasks in a stage (each with its data unit), ordered by priority (highest
         first), then age; and the token of the next page (None on the last)."""
-        after = _decode_token(page_token) if page_token else None
+        after = decode_page_token(page_token) if page_token else None
         with self.lock:
             project = self._project(project_hash)
-            stage = self._stage(project, stage_uuid)
+            stage = stage_of(project, stage_uuid)
             matches = []
             for task in project.tasks_by_data.values():
                 if task.stage_uuid != stage.uuid or not self._task_matches(task, flt):
                     continue
-                if after is not None and _task_order(task) <= after:
+                if after is not None and listing_order(task) <= after:
                     continue
                 matches.append(task)
-            matches.sort(key=_task_order)
+            matches.sort(key=listing_order)
             page = matches[: self.task_page_size]
             token = None
             if len(matches) > self.task_page_size:
-                token = _encode_token(_task_order(page[-1]))
+                token = encode_page_token(listing_order(page[-1]))
             return [
                 (self._copy_task(t), dataclasses.replace(self.data_units[t.data_hash]))
                 for t in page
@@ -499,7 +501,7 @@ class EmulatorState:
         """Apply a bundle of workflow actions atomically: all are validated before any is applied."""
         with self.lock:
             project = self._project(project_hash)
-            stage = self._stage(project, stage_uuid)
+            stage = stage_of(project, stage_uuid)
             plan: list[tuple[Task, str, Stage | None, Pathway | None, dict[str, Any]]] = []
             seen: set[str] = set()
             for index, action in enumerate(actions):
@@ -510,14 +512,14 @@ class EmulatorState:
                 destination: Stage | None = None
                 pathway: Pathway | None = None
                 if kind == "PATHWAY_ACTION":
-                    pathway = self._resolve_pathway(stage, action, task)
-                    destination = self._stage(project, pathway.destination_uuid)
+                    pathway = pathway_for(stage, action, task)
+                    destination = stage_of(project, pathway.destination_uuid)
                 elif kind == "SUBMIT":
-                    destination = self._route(project, stage, "ANNOTATION", stage.next_uuid, kind)
+                    destination = next_stage(project, stage, "ANNOTATION", stage.next_uuid, kind)
                 elif kind == "APPROVE":
-                    destination = self._route(project, stage, "REVIEW", stage.approve_uuid, kind)
+                    destination = next_stage(project, stage, "REVIEW", stage.approve_uuid, kind)
                 elif kind == "REJECT":
-                    destination = self._route(project, stage, "REVIEW", stage.reject_uuid, kind)
+                    destination = next_stage(project, stage, "REVIEW", stage.reject_uuid, kind)
                 elif kind == "ASSIGN":
                     if not action.get("assignee"):
                         raise bad_request(f"ASSIGN of task {task.uuid} needs an assignee.")
@@ -526,7 +528,7 @@ class EmulatorState:
                 else:
                     raise bad_request(
                         f"Unknown action {kind!r} for task {task.uuid}; stage {stage.title!r} "
-                        f"({stage.stage_type}) accepts {_actions_for(stage)}."
+                        f"({stage.stage_type}) accepts {accepted_actions(stage)}."
                     )
                 if kind in ("ASSIGN", "RELEASE") and stage.stage_type == "DONE":
                     raise bad_request(f"Task {task.uuid} is in final stage {stage.title!r}.")
@@ -565,44 +567,6 @@ class EmulatorState:
             raise bad_request(f"Task {task_uuid} appears more than once in one request.")
         seen.add(task.uuid)
         return task
-
-    def _resolve_pathway(self, stage: Stage, action: dict[str, Any], task: Task) -> Pathway:
-        if stage.stage_type != "AGENT":
-            raise bad_request(
-                f"PATHWAY_ACTION on task {task.uuid}: stage {stage.title!r} is a {stage.stage_type} "
-                "stage, not an agent stage."
-            )
-        pathway_uuid = action.get("pathwayUuid")
-        pathway_name = action.get("pathwayName")
-        if pathway_uuid:
-            pathway = stage.find_pathway(uuid_=str(pathway_uuid))
-            wanted = f"with UUID {pathway_uuid}"
-        elif pathway_name:
-            pathway = stage.find_pathway(name=str(pathway_name))
-            wanted = f"named {pathway_name!r}"
-        else:
-            raise bad_request(
-                f"PATHWAY_ACTION on task {task.uuid} needs pathwayUuid or pathwayName."
-            )
-        if pathway is None:
-            known = ", ".join(f"{p.name!r} ({p.uuid})" for p in stage.pathways)
-            raise bad_request(
-                f"Stage {stage.title!r} has no pathway {wanted} (task {task.uuid}). "
-                f"Its pathways: {known or 'none'}."
-            )
-        return pathway
-
-    def _route(
-        self, project: Project, stage: Stage, needed: str, target: str | None, kind: str
-    ) -> Stage:
-        if stage.stage_type != needed:
-            raise bad_request(
-                f"{kind} is not possible in stage {stage.title!r} ({stage.stage_type}); it accepts "
-                f"{_actions_for(stage)}."
-            )
-        if target is None:
-            raise bad_request(f"Stage {stage.title!r} has no outgoing edge for {kind}.")
-        return self._stage(project, target)
 
     def _move(
         self,
@@ -644,7 +608,7 @@ class EmulatorState:
         """Move tasks from one stage to any other stage, atomically."""
         with self.lock:
             project = self._project(project_hash)
-            origin = self._stage(project, origin_uuid)
+            origin = stage_of(project, origin_uuid)
             destination = project.workflow.stage(str(destination_uuid))
             if destination is None:
                 raise bad_request(
@@ -785,7 +749,7 @@ class EmulatorState:
             unit=dataclasses.replace(unit),
             task=self._copy_task(task),
             row=copy.deepcopy(row),
-            stage=copy.deepcopy(self._stage(project, task.stage_uuid)),
+            stage=copy.deepcopy(stage_of(project, task.stage_uuid)),
             dataset_title=self.datasets[unit.dataset_hash].title,
             item=copy.deepcopy(item),
             images=[copy.deepcopy(self.items[c]) for c in item.children],
@@ -901,30 +865,3 @@ class EmulatorState:
                 }
                 for p in self.projects.values()
             }
-
-
-def _actions_for(stage: Stage) -> str:
-    return {
-        "AGENT": "PATHWAY_ACTION, ASSIGN, RELEASE",
-        "ANNOTATION": "SUBMIT, ASSIGN, RELEASE",
-        "REVIEW": "APPROVE, REJECT, ASSIGN, RELEASE",
-        "DONE": "no actions (only move-tasks)",
-    }[stage.stage_type]
-
-
-def _task_order(task: Task) -> tuple[float, int]:
-    return (-task.priority, task.seq)
-
-
-def _encode_token(order: tuple[float, int]) -> str:
-    raw = json.dumps([order[0], order[1]]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_token(token: str) -> tuple[float, int]:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        first, second = json.loads(raw)
-        return float(first), int(second)
-    except (ValueError, TypeError):
-        raise bad_request(f"Invalid pageToken {token!r}.") from None
