@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from agent_core.lazy import lazy_exports
-
 from agent_core.vendored import ensure_vendored
 
 # The vision build ships numpy and OpenCV zipped in the dependencies layer: make them importable
