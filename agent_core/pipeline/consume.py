@@ -152,7 +152,13 @@ def decide(d: Delivery, limits: Limits) -> Disposition:
     if d.poison is not None:
         return Disposition("dead_letter", "poison", d.poison, "PoisonMessage")
     if d.failure is not None:
-        return _failed(d, limits, exception_text(d.failure), type(d.failure).__name__)
+        return _failed(
+            d,
+            limits,
+            exception_text(d.failure),
+            type(d.failure).__name__,
+            retry_after=_retry_after(d.failure),
+        )
     if d.deferred:
         return Disposition("retry", "deferred")
     claim = d.claim
@@ -209,6 +215,20 @@ def _failed(
             "retry", "failed", error, error_type, min(delay, SQS_MAX_VISIBILITY_SECONDS)
         )
     return Disposition("dead_letter", "failed", error, error_type)
+
+
+def _retry_after(exc: BaseException) -> int | None:
+    """A 429's ``Retry-After`` anywhere in the exception's chain (a cold start's rate-limited
+    project fetch arrives wrapped in a ConfigurationError)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        value = getattr(current, "retry_after", None)
+        if isinstance(value, int) and value > 0:
+            return value
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _receive_count(record: Mapping[str, Any]) -> int:
