@@ -8,6 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from agent_core.vendored import ensure_vendored
+
+# The vision build ships numpy and OpenCV zipped in the dependencies layer: make them importable
+# (unpacked once per execution environment) before any agent module that imports the kit can
+# import them. Both handlers and every agent module import agent_core first. A no-op without it.
+ensure_vendored()
+
 __all__ = [
     "Depends",
     "Frame",

@@ -99,7 +99,7 @@ class BenchOptions:
             video_fps=10.0,
             video_seconds=3.0,
             short_video_seconds=1.0,
-            package_variants=("producer",),
+            package_variants=("lean",),
         )
         return replace(tiny, **changes)
 
