@@ -17,6 +17,8 @@ app = typer.Typer(
     help="Run Encord task agents on AWS Lambda + SQS, or locally against an emulator.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain help: typer's rich help labels every flag "<bool>", as if it took a value.
+    rich_markup_mode=None,
 )
 
 

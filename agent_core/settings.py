@@ -47,7 +47,7 @@ class PipelineSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore")
 
-    agent_module: str = Field(default="agents.example:runner", alias="AGENT_MODULE")
+    agent_module: str = Field(default="agents.starter:runner", alias="AGENT_MODULE")
     project_hash: str | None = Field(default=None, alias="PROJECT_HASH")
     work_queue_url: str | None = Field(default=None, alias="WORK_QUEUE_URL")
     dead_letter_queue_url: str | None = Field(default=None, alias="DEAD_LETTER_QUEUE_URL")

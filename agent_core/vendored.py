@@ -1,14 +1,16 @@
 """Packages shipped zipped inside the Lambda package, unpacked to /tmp on first use.
 
-numpy and OpenCV take ~190 MB unpacked, most of the vision consumer's package. The Makefile
-(VISION_ARCHIVE=1, scripts/lambda_package.py) moves them into one deflate archive,
-``_agentkit_vendor/vision.zip`` at the package root, and the package shrinks to ~100 MB. At run
-time :func:`ensure_vendored` unpacks it once per execution environment into
-``<tmp>/agentkit-vendor-<content hash>`` and puts that directory first on ``sys.path``.
+numpy and OpenCV take ~190 MB unpacked, most of the vision build. The Makefile (VISION_ARCHIVE=1,
+scripts/lambda_package.py) moves them into one deflate archive, ``_agentkit_vendor/vision.zip`` at
+the root of the dependencies layer (``/opt/python`` in Lambda), and the layer shrinks to ~100 MB.
+At run time :func:`ensure_vendored` finds it on ``sys.path``, unpacks it once per execution
+environment into ``<tmp>/agentkit-vendor-<content hash>`` and puts that directory first on
+``sys.path``. ``import agent_core`` calls it, so any code that imports the kit first (both
+handlers, and every agent module, which imports the kit to build its runner) gets the packages.
 
-Whatever ships no archive (local development, tests, the producer, the lean consumer) pays one
-``os.path.exists``: the module imports only what an interpreter has loaded anyway, and the
-unpacking path imports the rest when it runs.
+Whatever ships no archive (local development, tests, the lean build) pays one ``os.path.exists``
+per ``sys.path`` entry, once per process: the module imports only what an interpreter has loaded
+anyway, and the unpacking path imports the rest when it runs.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["ARCHIVE_DIGEST_SUFFIX", "ARCHIVE_NAME", "VENDOR_DIR_ENV", "ensure_vendored", "unpack"]
+__all__ = [
+    "ARCHIVE_DIGEST_SUFFIX",
+    "ARCHIVE_NAME",
+    "VENDOR_DIR_ENV",
+    "ensure_vendored",
+    "find_archive",
+    "unpack",
+]
 
 # Where ensure_vendored unpacks to; unset means the system temporary directory (/tmp in Lambda).
 VENDOR_DIR_ENV = "AGENTKIT_VENDOR_DIR"
@@ -26,12 +35,14 @@ ARCHIVE_DIGEST_SUFFIX = ".sha256"
 _TARGET_PREFIX = "agentkit-vendor-"
 _PARTIAL_PREFIX = ".agentkit-vendor-partial-"
 
-# This file is <package root>/agent_core/vendored.py.
+# This file is <package root>/agent_core/vendored.py; a package built without a layer (or a test)
+# may carry the archive next to the kit's code.
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_DEFAULT_ARCHIVE = os.path.join(_PACKAGE_ROOT, ARCHIVE_NAME)
 
 # archive path -> directory put on sys.path ("" when no archive ships): later calls are dict hits.
+# The key _FOUND stands for "whichever archive find_archive() found".
 _activated: dict[str, str] = {}
+_FOUND = ""
 
 # Seconds the last unpacking by this process took; None when this process unpacked nothing (no
 # archive, or an earlier process of the same environment already had). Reported by the build's
@@ -39,24 +50,40 @@ _activated: dict[str, str] = {}
 last_unpack_seconds: float | None = None
 
 
-def ensure_vendored(archive: str = _DEFAULT_ARCHIVE, root: str | None = None) -> str | None:
+def find_archive() -> str | None:
+    """The vendored archive this process ships, or None.
+
+    Looked for next to the kit's code, then at the root of every ``sys.path`` entry: Lambda puts a
+    layer's ``python/`` folder on the path as ``/opt/python``.
+    """
+    for base in (_PACKAGE_ROOT, *sys.path):
+        candidate = os.path.join(base or os.curdir, ARCHIVE_NAME)
+        if os.path.exists(candidate):
+            return candidate
+    return None
+
+
+def ensure_vendored(archive: str | None = None, root: str | None = None) -> str | None:
     """Make the packages of ``archive`` importable; the directory added to sys.path, or None.
 
-    Call it before anything imports numpy or cv2. Without an archive (every package except the
-    vision consumer built with VISION_ARCHIVE=1) this is a no-op. ``root`` is where to unpack:
-    by default $AGENTKIT_VENDOR_DIR, else the system temporary directory.
+    Call it before anything imports numpy or cv2 (``import agent_core`` does). ``archive``
+    defaults to :func:`find_archive`'s. Without an archive (every build except the vision one
+    with VISION_ARCHIVE=1) this is a no-op. ``root`` is where to unpack: by default
+    $AGENTKIT_VENDOR_DIR, else the system temporary directory.
     """
-    done = _activated.get(archive)
+    key = _FOUND if archive is None else archive
+    done = _activated.get(key)
     if done is not None:
         return done or None
-    if not os.path.exists(archive):
-        _activated[archive] = ""
+    path = find_archive() if archive is None else archive
+    if path is None or not os.path.exists(path):
+        _activated[key] = ""
         return None
-    target = unpack(archive, root or os.environ.get(VENDOR_DIR_ENV) or _temporary_directory())
+    target = unpack(path, root or os.environ.get(VENDOR_DIR_ENV) or _temporary_directory())
     if target not in sys.path:
-        # First, so that a numpy from a layer or the runtime cannot shadow the one cv2 was built for.
+        # First, so that a numpy from elsewhere on the path cannot shadow the one cv2 was built for.
         sys.path.insert(0, target)
-    _activated[archive] = target
+    _activated[key] = target
     return target
 
 

@@ -12,7 +12,7 @@ from aws_lambda_powertools import Logger
 
 from agent_core.pipeline.consume import CONSUMER_SERVICE, handle_sqs_event, warm_up
 from agent_core.pipeline.context import LambdaContextLike, ensure_context
-from agent_core.pipeline.observability import capture_handler, make_tracer
+from agent_core.pipeline.observability import capture_handler, make_tracer, service_name
 from agent_core.redaction import escaping
 from agent_core.vendored import ensure_vendored
 
@@ -20,7 +20,8 @@ from agent_core.vendored import ensure_vendored
 # before the agent module, loaded with the first event, can import them. A no-op otherwise.
 ensure_vendored()
 
-logger = Logger(service=CONSUMER_SERVICE)
+# POWERTOOLS_SERVICE_NAME wins: an explicit service= would override it.
+logger = Logger(service=service_name(CONSUMER_SERVICE))
 warm_up()
 tracer = make_tracer(CONSUMER_SERVICE)
 

@@ -12,10 +12,11 @@ from aws_lambda_powertools import Logger
 
 from agent_core.pipeline.context import LambdaContextLike, ensure_context
 from agent_core.pipeline.fanout import PRODUCER_SERVICE, handle_scheduled_event
-from agent_core.pipeline.observability import capture_handler, make_tracer
+from agent_core.pipeline.observability import capture_handler, make_tracer, service_name
 from agent_core.redaction import escaping
 
-logger = Logger(service=PRODUCER_SERVICE)
+# POWERTOOLS_SERVICE_NAME wins: an explicit service= would override it.
+logger = Logger(service=service_name(PRODUCER_SERVICE))
 tracer = make_tracer(PRODUCER_SERVICE)
 
 

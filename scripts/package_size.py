@@ -1,22 +1,24 @@
 """Build every Lambda package variant with the Makefile and check its unpacked size.
 
-    scripts/package-size [--json report.json] [--variant producer ...] [--build-dir DIR] [--clean]
+    scripts/package-size [--json report.json] [--variant lean ...] [--build-dir DIR] [--clean]
 
-For each variant (producer, consumer, consumer-vision, consumer-vision-unpacked) this runs the
-same target `sam build` runs (`make build-<Function> ARTIFACTS_DIR=...`), adds up the unpacked size
-of what it produced (what Lambda counts against its limit) and compares it with the variant's budget
-and with Lambda's 262,144,000-byte limit (AWS's "250 MB", which is 250 MiB). Budgets are exact
-byte counts: the vision consumer's is 200 MB = 200,000,000 bytes (decimal, the stricter reading).
-consumer-vision ships numpy and OpenCV zipped (VISION_ARCHIVE=1, the Makefile's default);
-consumer-vision-unpacked is the VISION_ARCHIVE=0 build.
+Both functions run the same code (agent_core, handlers, agents; ~0.4 MB) on one dependencies layer
+(template.yaml's DependenciesLayer), so a variant is a layer plus that code. For each variant (lean,
+vision, vision-unpacked) this runs the targets `sam build` runs (`make build-DependenciesLayer` and
+`make build-ConsumerFunction`, ARTIFACTS_DIR=...), adds up the unpacked size of both (what Lambda
+counts against its limit, layers included) and compares it with the variant's budget and with
+Lambda's 262,144,000-byte limit (AWS's "250 MB", which is 250 MiB). Budgets are exact byte counts:
+the vision variant's is 200 MB = 200,000,000 bytes (decimal, the stricter reading). vision ships
+numpy and OpenCV zipped (VISION_ARCHIVE=1, the Makefile's default); vision-unpacked is the
+VISION_ARCHIVE=0 build.
 
 Wheels come from a wheelhouse under .build/wheels, filled once with `pip download` and reused
 while the requirement files stay the same, so a rerun is offline and quick.
 
 When a CPython 3.12 interpreter is around (python3.12 on PATH, pyenv, or --lambda-python), each
-package is also imported the way the Lambda runtime would: only the package plus the AWS SDK the
-runtime provides (boto3/botocore/s3transfer at the versions of this environment) on sys.path,
-then the handler, pydantic-core, cryptography's Rust bindings and, for the vision variants, numpy
+package is also imported the way the Lambda runtime would: only the function's code, the layer and
+the AWS SDK the runtime provides (boto3/botocore/s3transfer at the versions of this environment) on
+sys.path, then both handlers, pydantic-core, cryptography's Rust bindings and, for the vision variants, numpy
 and OpenCV (an image and a video round trip) are exercised. That proves the lock files are
 complete and that pruning and stripping removed nothing needed. For the zipped vision variant the
 check goes through the run-time path: the handler's import unpacks the archive (into a scratch
@@ -72,64 +74,57 @@ _NETWORK_ERRORS = re.compile(
 
 @dataclasses.dataclass(frozen=True)
 class Variant:
+    """One deployable shape: the dependencies layer built from ``requirements`` plus a function's
+    code. Both functions carry the same code and use the same layer, so one variant covers both."""
+
     name: str
-    make_target: str
     make_variables: dict[str, str]
     requirements: str
     budget_bytes: int
-    handler_module: str
     vision: bool
-    # numpy/OpenCV are expected zipped in the package (VISION_ARCHIVE=1) rather than unpacked.
+    # numpy/OpenCV are expected zipped in the layer (VISION_ARCHIVE=1) rather than unpacked.
     archived: bool = False
+    # The import check imports both handlers (the code is the same in either function).
+    handler_modules: tuple[str, ...] = ("handlers.producer", "handlers.consumer")
 
+
+LAYER_TARGET = "build-DependenciesLayer"
+FUNCTION_TARGET = "build-ConsumerFunction"
 
 VARIANTS: tuple[Variant, ...] = (
     Variant(
-        name="producer",
-        make_target="build-ProducerFunction",
-        make_variables={"PRODUCER_REQUIREMENTS": "requirements/producer.txt"},
-        requirements="requirements/producer.txt",
-        budget_bytes=60 * MIB,
-        handler_module="handlers.producer",
-        vision=False,
-    ),
-    Variant(
-        name="consumer",
-        make_target="build-ConsumerFunction",
-        make_variables={"CONSUMER_REQUIREMENTS": "requirements/consumer.txt"},
+        name="lean",
+        make_variables={"LAYER_REQUIREMENTS": "requirements/consumer.txt"},
         requirements="requirements/consumer.txt",
-        # Same packages as the producer, so the same budget.
         budget_bytes=60 * MIB,
-        handler_module="handlers.consumer",
         vision=False,
     ),
     Variant(
-        name="consumer-vision",
-        make_target="build-ConsumerFunction",
-        make_variables={
-            "CONSUMER_REQUIREMENTS": "requirements/vision.txt",
-            "VISION_ARCHIVE": "1",
-        },
+        name="vision",
+        make_variables={"LAYER_REQUIREMENTS": "requirements/vision.txt", "VISION_ARCHIVE": "1"},
         requirements="requirements/vision.txt",
         budget_bytes=200 * MB,
-        handler_module="handlers.consumer",
         vision=True,
         archived=True,
     ),
     Variant(
-        name="consumer-vision-unpacked",
-        make_target="build-ConsumerFunction",
-        make_variables={
-            "CONSUMER_REQUIREMENTS": "requirements/vision.txt",
-            "VISION_ARCHIVE": "0",
-        },
+        name="vision-unpacked",
+        make_variables={"LAYER_REQUIREMENTS": "requirements/vision.txt", "VISION_ARCHIVE": "0"},
         requirements="requirements/vision.txt",
         # The opt-out for those who prefer no unpacking step: it only has to fit Lambda's limit.
         budget_bytes=LAMBDA_UNZIPPED_LIMIT_BYTES - 1,
-        handler_module="handlers.consumer",
         vision=True,
     ),
 )
+
+
+def layer_site(artifacts: Path) -> Path:
+    """Where a variant's layer puts its packages (Lambda: /opt/python)."""
+    return artifacts / "layer" / "python"
+
+
+def function_dir(artifacts: Path) -> Path:
+    return artifacts / "function"
 
 
 class ScriptError(Exception):
@@ -227,24 +222,24 @@ def fill_wheelhouse(wheelhouse: Path, platforms: list[str]) -> None:
 
 
 def build(variant: Variant, artifacts: Path, wheelhouse: Path) -> None:
+    """The layer and a function's code, with the targets `sam build` runs, under ``artifacts``."""
     make = shutil.which("make")
     if make is None:
         raise ScriptError("`make` is not installed; SAM's makefile builds need it too.", EXIT_BUILD)
     if artifacts.exists():
         shutil.rmtree(artifacts)
-    artifacts.mkdir(parents=True)
-    command = [
-        make, "--no-print-directory", "-C", str(REPO), variant.make_target,
-        f"ARTIFACTS_DIR={artifacts}",
-        f"PIP_INSTALL_ARGS=--quiet --no-index --find-links {wheelhouse}",
-        *[f"{key}={value}" for key, value in variant.make_variables.items()],
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-20:])
-        raise ScriptError(
-            f"`make {variant.make_target}` failed for {variant.name}:\n{tail}", EXIT_BUILD
-        )
+    for target, folder in ((LAYER_TARGET, "layer"), (FUNCTION_TARGET, "function")):
+        (artifacts / folder).mkdir(parents=True)
+        command = [
+            make, "--no-print-directory", "-C", str(REPO), target,
+            f"ARTIFACTS_DIR={artifacts / folder}",
+            f"PIP_INSTALL_ARGS=--quiet --no-index --find-links {wheelhouse}",
+            *[f"{key}={value}" for key, value in variant.make_variables.items()],
+        ]  # fmt: skip
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-20:])
+            raise ScriptError(f"`make {target}` failed for {variant.name}:\n{tail}", EXIT_BUILD)
 
 
 def measure(root: Path) -> tuple[int, int, list[tuple[str, int]]]:
@@ -270,8 +265,10 @@ def measure(root: Path) -> tuple[int, int, list[tuple[str, int]]]:
 _IMPORT_CHECK = textwrap.dedent(
     """
     import importlib, importlib.util, json, os, sys, time
-    package, sdk, handler, mode = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
-    sys.path[:0] = [package]
+    # package: the function's code root and the layer's python/ folder, in Lambda's order.
+    package, sdk, handlers, mode = sys.argv[1], sys.argv[2], sys.argv[3].split(","), sys.argv[4]
+    roots = package.split(os.pathsep)
+    sys.path[:0] = roots
     sys.path.append(sdk)
     report = {"notes": []}
 
@@ -293,7 +290,7 @@ _IMPORT_CHECK = textwrap.dedent(
     for provided in ("boto3", "botocore"):
         spec = importlib.util.find_spec(provided)
         if spec is not None:
-            assert not spec.origin.startswith(package), provided + " must come from the runtime"
+            assert not spec.origin.startswith(tuple(roots)), provided + " must come from the runtime"
 
     def exercise_vision():
         import numpy, cv2
@@ -317,12 +314,11 @@ _IMPORT_CHECK = textwrap.dedent(
         return numpy, cv2
 
     def import_handler():
-        module_file = os.path.join(package, *handler.split(".")) + ".py"
-        if not os.path.exists(module_file):
-            report["notes"].append(handler + " not in the package yet: not imported")
-            return
-        module = importlib.import_module(handler)
-        assert callable(getattr(module, "lambda_handler", None)), handler + " has no lambda_handler"
+        for handler in handlers:
+            module_file = os.path.join(roots[0], *handler.split(".")) + ".py"
+            assert os.path.exists(module_file), handler + " is not in the function's code"
+            module = importlib.import_module(handler)
+            assert callable(getattr(module, "lambda_handler", None)), handler + " has no lambda_handler"
 
     if mode == "archive":
         for heavy in ("numpy", "cv2"):
@@ -358,8 +354,11 @@ _IMPORT_CHECK = textwrap.dedent(
 
 def find_lambda_python(explicit: str | None) -> str | None:
     candidates: list[str | None] = [explicit, os.environ.get("LAMBDA_PYTHON")]
-    candidates += [shutil.which("python3.12")]
+    # The Lambda runtime stand-in scripts/setup installs (CPython 3.12; -S keeps its packages off).
+    candidates += [str(REPO / ".tools" / "lambda-runtime" / "bin" / "python")]
+    # Real interpreters before PATH: a pyenv shim fails outside a folder that selects 3.12.
     candidates += [str(p) for p in sorted(Path.home().glob(".pyenv/versions/3.12*/bin/python3.12"))]
+    candidates += [shutil.which("python3.12")]
     candidates += ["/usr/bin/python3.12", "/usr/local/bin/python3.12"]
     for candidate in candidates:
         if not candidate or not Path(candidate).exists():
@@ -416,9 +415,11 @@ def import_check(python: str, variant: Variant, artifacts: Path, sdk: Path) -> d
     try:
         for mode in modes:
             result = subprocess.run(
-                [python, "-I", "-S", "-B", "-c", _IMPORT_CHECK, str(artifacts), str(sdk),
-                 variant.handler_module, mode],
-                capture_output=True, text=True, env=env, cwd=artifacts, check=False, timeout=300,
+                [python, "-I", "-S", "-B", "-c", _IMPORT_CHECK,
+                 os.pathsep.join([str(function_dir(artifacts)), str(layer_site(artifacts))]),
+                 str(sdk), ",".join(variant.handler_modules), mode],
+                capture_output=True, text=True, env=env, cwd=function_dir(artifacts), check=False,
+                timeout=300,
             )  # fmt: skip
             if result.returncode != 0:
                 tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
@@ -471,8 +472,9 @@ def mb(size: int) -> str:
 
 def print_table(rows: Sequence[dict[str, Any]]) -> None:
     print()
-    print("Unpacked size per function package (MB = 10**6 bytes; MiB = 2**20 bytes, the unit of")
-    print("AWS's 250 MB limit, which is 262,144,000 bytes)")
+    print("Unpacked size per function, its code plus the dependencies layer (MB = 10**6 bytes;")
+    print("MiB = 2**20 bytes, the unit of AWS's limit for the two together, 250 MiB =")
+    print("262,144,000 bytes)")
     header = f"{'variant':<25} {'bytes':>13} {'MB':>7} {'MiB':>7} {'budget bytes':>13}  result"
     print(header)
     print("-" * len(header))
@@ -514,7 +516,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"building {variant.name} ({variant.requirements}) ...", flush=True)
             build(variant, artifacts, wheelhouse)
             size, files, largest = measure(artifacts)
-            archive = artifacts / "_agentkit_vendor" / "vision.zip"
+            archive = layer_site(artifacts) / "_agentkit_vendor" / "vision.zip"
             if variant.archived != archive.exists():
                 raise ScriptError(
                     f"{variant.name}: expected {'an' if variant.archived else 'no'} archive at "

@@ -22,10 +22,12 @@ from agent_core.commands._common import (
     print_json,
 )
 from agent_core.commands.produce import print_summary
+from agent_core.commands.status import render_status
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from agent_core.commands.status import StatusReport
     from infra.localstack.poller import InvocationReport, PollerStats
     from infra.localstack.stack import LocalStack
 
@@ -190,6 +192,7 @@ def demo(
             shape=shape,
             quiet_handlers=quiet_logs,
             extra_env=extra_env,
+            cloud_stack=True,
         ) as stack,
     ):
         ticks: list[Any] = []
@@ -213,12 +216,29 @@ def demo(
         if stats is None:  # unreachable: the first tick always drains
             raise RuntimeError("no consumer run")
         report = _report(stack, stats, ticks, time.monotonic() - started)
+        # What `agentkit status --stack-name` shows for a deployed stack, read the same way
+        # (describe_stacks) from the stack the local stack registered on moto.
+        status_report = _status(stack)
+        report["status"] = status_report.as_dict()
     if json_output:
         print_json(report)
     else:
         _print_report(report, out)
+        out.print(f"\n$ agentkit status --stack-name {stack.stack_name}   (the local stack)")
+        render_status(status_report, out)
     if not report["consumer"]["drained"]:
         raise typer.Exit(1)
+
+
+def _status(stack: LocalStack) -> StatusReport:
+    import boto3
+
+    from agent_core.commands.status import collect_status, read_stack
+
+    session = boto3.session.Session(region_name=stack.moto.region)
+    endpoint = stack.moto.endpoint_url
+    found = read_stack(session.client("cloudformation", endpoint_url=endpoint), stack.stack_name)
+    return collect_status(found, session=session, endpoint_url=endpoint)
 
 
 def _merge(total: PollerStats | None, part: PollerStats) -> PollerStats:

@@ -7,6 +7,12 @@ from typing import TYPE_CHECKING
 import typer
 
 from agent_core.commands._common import console, print_json, require, sqs_client
+from agent_core.commands.status import (
+    DLQ_OUTPUT,
+    STACK_NAME_OPTION,
+    WORK_QUEUE_OUTPUT,
+    outputs_or_options,
+)
 from agent_core.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -15,12 +21,15 @@ if TYPE_CHECKING:
 dlq_app = typer.Typer(help="Inspect the dead-letter queue and replay messages from it.")
 
 _DLQ_URL = typer.Option(
-    None, "--dlq-url", envvar="DEAD_LETTER_QUEUE_URL", help="The dead-letter queue URL."
+    None,
+    "--dlq-url",
+    envvar="DEAD_LETTER_QUEUE_URL",
+    help="The dead-letter queue URL (default: the --stack-name stack's DeadLetterQueueUrl).",
 )
 _ENDPOINT = typer.Option(
-    None, "--endpoint-url", envvar="AWS_ENDPOINT_URL", help="SQS endpoint (moto locally)."
+    None, "--endpoint-url", envvar="AWS_ENDPOINT_URL", help="AWS endpoint (moto locally)."
 )
-_REGION = typer.Option(None, "--region", envvar="AWS_REGION")
+_REGION = typer.Option(None, "--region", envvar="AWS_REGION", help="AWS region of the queues.")
 _STAGE = typer.Option(None, "--stage", help="Only messages of this stage (name or UUID).")
 _ERROR = typer.Option(None, "--error-contains", help="Only messages whose error contains this.")
 _TASK = typer.Option(None, "--task", help="Only this task (task UUID, data hash or data title).")
@@ -74,6 +83,7 @@ def _table(messages: list[DlqMessage], title: str) -> None:
 
 @dlq_app.command("inspect")
 def inspect(
+    stack_name: str | None = STACK_NAME_OPTION,
     dlq_url: str | None = _DLQ_URL,
     stage: str | None = _STAGE,
     error_contains: str | None = _ERROR,
@@ -87,7 +97,8 @@ def inspect(
     """List the DLQ's messages with their stage, task and error (the queue is left unchanged)."""
     from agent_core.pipeline.replay import inspect_dlq
 
-    url = require(dlq_url, "--dlq-url", "DEAD_LETTER_QUEUE_URL")
+    found = outputs_or_options(stack_name, region, endpoint_url, {DLQ_OUTPUT: dlq_url})
+    url = require(found[DLQ_OUTPUT], "--stack-name or --dlq-url", "DEAD_LETTER_QUEUE_URL")
     messages = inspect_dlq(
         sqs_client(endpoint_url, region),
         url,
@@ -105,9 +116,13 @@ def inspect(
 
 @dlq_app.command("replay")
 def replay(
+    stack_name: str | None = STACK_NAME_OPTION,
     dlq_url: str | None = _DLQ_URL,
     queue_url: str | None = typer.Option(
-        None, "--queue-url", envvar="WORK_QUEUE_URL", help="The work queue to send them to."
+        None,
+        "--queue-url",
+        envvar="WORK_QUEUE_URL",
+        help="The work queue to send them to (default: the --stack-name stack's WorkQueueUrl).",
     ),
     stage: str | None = _STAGE,
     error_contains: str | None = _ERROR,
@@ -129,8 +144,11 @@ def replay(
 
     from agent_core.pipeline.replay import queue_depth, replay_dlq
 
-    dlq = require(dlq_url, "--dlq-url", "DEAD_LETTER_QUEUE_URL")
-    work = require(queue_url, "--queue-url", "WORK_QUEUE_URL")
+    found = outputs_or_options(
+        stack_name, region, endpoint_url, {DLQ_OUTPUT: dlq_url, WORK_QUEUE_OUTPUT: queue_url}
+    )
+    dlq = require(found[DLQ_OUTPUT], "--stack-name or --dlq-url", "DEAD_LETTER_QUEUE_URL")
+    work = require(found[WORK_QUEUE_OUTPUT], "--stack-name or --queue-url", "WORK_QUEUE_URL")
     sqs = sqs_client(endpoint_url, region)
     verb = "would replay" if dry_run else "replayed"
     with Progress(

@@ -198,8 +198,12 @@ def events(
         "--tasks-json",
         help="JSON list of real task specs to use (at least 2; the last becomes the replay).",
     ),
-    region: str = typer.Option(DEFAULT_REGION, "--region"),
-    queue_name: str = typer.Option(DEFAULT_QUEUE_NAME, "--queue-name"),
+    region: str = typer.Option(
+        DEFAULT_REGION, "--region", help="Region written into the events' ARNs."
+    ),
+    queue_name: str = typer.Option(
+        DEFAULT_QUEUE_NAME, "--queue-name", help="Queue name written into the events' ARNs."
+    ),
 ) -> None:
     """(Re)generate events/scheduled.json and events/sqs-batch.json for `sam local invoke`."""
     tasks = _read_tasks(tasks_json) if tasks_json is not None else None

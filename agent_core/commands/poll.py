@@ -33,11 +33,24 @@ def make_consumer_poller(queue_url: str, **kw: object) -> LocalPoller:
 
 
 def poll(
-    queue_url: str | None = typer.Option(None, "--queue-url", envvar="WORK_QUEUE_URL"),
-    dlq_url: str | None = typer.Option(None, "--dlq-url", envvar="DEAD_LETTER_QUEUE_URL"),
-    agent_module: str | None = typer.Option(None, "--agent-module", envvar="AGENT_MODULE"),
-    project_hash: str | None = typer.Option(None, "--project-hash", envvar="PROJECT_HASH"),
-    lease_table: str | None = typer.Option(None, "--lease-table", envvar="LEASE_TABLE_NAME"),
+    queue_url: str | None = typer.Option(
+        None, "--queue-url", envvar="WORK_QUEUE_URL", help="Work queue to consume."
+    ),
+    dlq_url: str | None = typer.Option(
+        None,
+        "--dlq-url",
+        envvar="DEAD_LETTER_QUEUE_URL",
+        help="Dead-letter queue the consumer parks failed tasks in.",
+    ),
+    agent_module: str | None = typer.Option(
+        None, "--agent-module", envvar="AGENT_MODULE", help="Runner to load: 'package.module:attr'."
+    ),
+    project_hash: str | None = typer.Option(
+        None, "--project-hash", envvar="PROJECT_HASH", help="Encord project of the tasks."
+    ),
+    lease_table: str | None = typer.Option(
+        None, "--lease-table", envvar="LEASE_TABLE_NAME", help="DynamoDB table of task leases."
+    ),
     template: Path | None = typer.Option(
         None, "--template", help="SAM template to read the batch settings from (template.yaml)."
     ),
@@ -54,8 +67,12 @@ def poll(
     duration: float = typer.Option(
         300.0, "--duration", help="Stop after this many seconds even if the queue is not empty."
     ),
-    endpoint_url: str | None = typer.Option(None, "--endpoint-url", envvar="AWS_ENDPOINT_URL"),
-    region: str | None = typer.Option(None, "--region", envvar="AWS_REGION"),
+    endpoint_url: str | None = typer.Option(
+        None, "--endpoint-url", envvar="AWS_ENDPOINT_URL", help="AWS endpoint (moto locally)."
+    ),
+    region: str | None = typer.Option(
+        None, "--region", envvar="AWS_REGION", help="AWS region of the queues and table."
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print the stats as JSON."),
 ) -> None:
     """Feed the work queue to the consumer handler in Lambda-shaped batches until it is empty."""

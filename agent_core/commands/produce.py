@@ -53,14 +53,24 @@ def produce(
     agent_module: str | None = typer.Option(
         None, "--agent-module", envvar="AGENT_MODULE", help="Runner to load: 'package.module:attr'."
     ),
-    project_hash: str | None = typer.Option(None, "--project-hash", envvar="PROJECT_HASH"),
-    queue_url: str | None = typer.Option(None, "--queue-url", envvar="WORK_QUEUE_URL"),
-    lease_table: str | None = typer.Option(None, "--lease-table", envvar="LEASE_TABLE_NAME"),
-    max_tasks: int | None = typer.Option(None, "--max-tasks", envvar="MAX_TASKS_PER_RUN"),
+    project_hash: str | None = typer.Option(
+        None, "--project-hash", envvar="PROJECT_HASH", help="Encord project whose stages to poll."
+    ),
+    queue_url: str | None = typer.Option(
+        None, "--queue-url", envvar="WORK_QUEUE_URL", help="Work queue to send the tasks to."
+    ),
+    lease_table: str | None = typer.Option(
+        None, "--lease-table", envvar="LEASE_TABLE_NAME", help="DynamoDB table of task leases."
+    ),
+    max_tasks: int | None = typer.Option(
+        None, "--max-tasks", envvar="MAX_TASKS_PER_RUN", help="Most tasks to enqueue in this tick."
+    ),
     endpoint_url: str | None = typer.Option(
         None, "--endpoint-url", envvar="AWS_ENDPOINT_URL", help="AWS endpoint (moto locally)."
     ),
-    region: str | None = typer.Option(None, "--region", envvar="AWS_REGION"),
+    region: str | None = typer.Option(
+        None, "--region", envvar="AWS_REGION", help="AWS region of the queue and table."
+    ),
     timeout: float = typer.Option(300.0, "--timeout", help="The tick's time budget in seconds."),
     json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:

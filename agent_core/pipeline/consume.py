@@ -152,7 +152,13 @@ def decide(d: Delivery, limits: Limits) -> Disposition:
     if d.poison is not None:
         return Disposition("dead_letter", "poison", d.poison, "PoisonMessage")
     if d.failure is not None:
-        return _failed(d, limits, exception_text(d.failure), type(d.failure).__name__)
+        return _failed(
+            d,
+            limits,
+            exception_text(d.failure),
+            type(d.failure).__name__,
+            retry_after=_retry_after(d.failure),
+        )
     if d.deferred:
         return Disposition("retry", "deferred")
     claim = d.claim
@@ -209,6 +215,20 @@ def _failed(
             "retry", "failed", error, error_type, min(delay, SQS_MAX_VISIBILITY_SECONDS)
         )
     return Disposition("dead_letter", "failed", error, error_type)
+
+
+def _retry_after(exc: BaseException) -> int | None:
+    """A 429's ``Retry-After`` anywhere in the exception's chain (a cold start's rate-limited
+    project fetch arrives wrapped in a ConfigurationError)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        value = getattr(current, "retry_after", None)
+        if isinstance(value, int) and value > 0:
+            return value
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _receive_count(record: Mapping[str, Any]) -> int:
@@ -688,19 +708,34 @@ def warm_up() -> None:
     threading.Thread(target=preload, name="runner-preload", daemon=True).start()
 
 
+# The dashboard's and alarms' metric for each (action, reason): one place maps the consumer's
+# dispositions onto observability.CONSUMER_METRICS ("failed" counts every failed run, retried or
+# dead-lettered, as before).
+_METRICS_BY_REASON: dict[str, tuple[str, ...]] = {
+    "succeeded": ("succeeded",),
+    "left_stage": ("skipped",),
+    "stale": ("skipped",),
+    "poison": ("poison",),
+    "deferred": ("deferred",),
+    "busy": ("busy",),
+}
+
+
 def metrics_by_stage(batch: Sequence[Delivery]) -> dict[str, dict[str, float]]:
-    """Per stage: messages processed, by action (deleted/retried/dead_lettered) and by reason."""
+    """Per stage: every message processed, and its disposition in CONSUMER_METRICS' terms."""
+    from agent_core.pipeline.observability import CONSUMER_METRICS
+
     per_stage: dict[str, dict[str, float]] = {}
     for d in batch:
         assert d.disposition is not None
-        counts = per_stage.setdefault(
-            d.metric_stage,
-            dict.fromkeys(("processed", "deleted", "retried", "dead_lettered"), 0.0),
-        )
+        counts = per_stage.setdefault(d.metric_stage, dict.fromkeys(CONSUMER_METRICS, 0.0))
         counts["processed"] += 1
-        action = {"delete": "deleted", "retry": "retried", "dead_letter": "dead_lettered"}
-        counts[action[d.disposition.action]] += 1
-        counts[d.disposition.reason] = counts.get(d.disposition.reason, 0.0) + 1
+        names = _METRICS_BY_REASON.get(d.disposition.reason)
+        if names is None:  # a failed run: retried, or dead-lettered for good
+            dead = d.disposition.action == "dead_letter"
+            names = ("failed", "dead_lettered") if dead else ("failed",)
+        for name in names:
+            counts[name] += 1
     return per_stage
 
 

@@ -448,7 +448,7 @@ def handle_scheduled_event(
 ) -> dict[str, Any]:
     """Run the producer for an EventBridge scheduled event; returns the run's summary."""
     from agent_core.exceptions import AgentkitError
-    from agent_core.pipeline.observability import emit_metrics
+    from agent_core.pipeline.observability import PRODUCER_RUN_DONE_LOG, emit_metrics
     from agent_core.redaction import install_log_redaction
 
     install_log_redaction(logger)
@@ -479,5 +479,5 @@ def handle_scheduled_event(
     for stage in report.stages:
         log = logger.error if stage.error else logger.info
         log(f"producer: stage {stage.stage_title}", extra={"summary": stage.as_dict()})
-    logger.info("producer: run done", extra={"totals": report.totals(), "run_id": report.run_id})
+    logger.info(PRODUCER_RUN_DONE_LOG, extra={"totals": report.totals(), "run_id": report.run_id})
     return summary

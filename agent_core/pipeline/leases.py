@@ -100,6 +100,9 @@ class Lease:
             parked_message=s("parked_message"),
         )
 
+    def is_live(self, now: float) -> bool:
+        return self.expires_at >= int(now)
+
     def same_visit(self, visit: str, stage_uuid: str) -> bool:
         # A lease written before visits were recorded is matched by its stage alone.
         return self.visit == visit if self.visit is not None else self.stage_uuid == stage_uuid

@@ -19,7 +19,46 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_NAMESPACE = "agentkit"
+
+# The EMF metrics, one source for the handlers, the dashboard tests and `agentkit status`. Each
+# document carries the dimensions SERVICE_DIMENSION (Powertools adds it from the service name)
+# and STAGE_DIMENSION.
+SERVICE_DIMENSION = "service"
+STAGE_DIMENSION = "stage"
+# Per stage and consumer invocation, unit Count: processed = every message, then one per status
+# (failed also counts dead_lettered: a run that failed, whatever happened to it next).
+CONSUMER_METRICS = (
+    "processed",
+    "succeeded",
+    "failed",
+    "skipped",
+    "poison",
+    "deferred",
+    "dead_lettered",
+    "busy",
+)
+# Per stage and consumer invocation: wall time of the stage's batch, unit Milliseconds.
+STAGE_DURATION_METRIC = "duration"
+# Per stage and producer run, unit Count.
+PRODUCER_METRICS = (
+    "listed",
+    "enqueued",
+    "skipped_in_flight",
+    "failed_to_send",
+    "lease_errors",
+    "left_stage",
+    "truncated",
+    "stage_errors",
+)
 _log = logging.getLogger(__name__)
+
+# The log line that ends every producer run, with its totals: `agentkit status` looks it up.
+PRODUCER_RUN_DONE_LOG = "producer: run done"
+
+
+def service_name(default: str) -> str:
+    """POWERTOOLS_SERVICE_NAME (the template sets the stack name), else the handler's default."""
+    return os.environ.get("POWERTOOLS_SERVICE_NAME") or default
 
 
 def tracing_enabled() -> bool:
@@ -50,7 +89,7 @@ def make_tracer(service: str) -> Tracer | None:
     try:
         from aws_lambda_powertools import Tracer
 
-        return Tracer(service=os.environ.get("POWERTOOLS_SERVICE_NAME") or service)
+        return Tracer(service=service_name(service))
     except ImportError:
         _log.warning("aws-xray-sdk is not installed; the function runs without X-Ray tracing")
         return None
@@ -79,14 +118,13 @@ def emit_metrics(
     from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
     namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE
-    service_name = os.environ.get("POWERTOOLS_SERVICE_NAME") or service
     for stage, counts in per_stage.items():
-        metrics = EphemeralMetrics(namespace=namespace, service=service_name)
-        metrics.add_dimension(name="stage", value=stage or "unknown")
+        metrics = EphemeralMetrics(namespace=namespace, service=service_name(service))
+        metrics.add_dimension(name=STAGE_DIMENSION, value=stage or "unknown")
         for name, value in counts.items():
             metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
         if durations_ms and stage in durations_ms:
             metrics.add_metric(
-                name="duration", unit=MetricUnit.Milliseconds, value=durations_ms[stage]
+                name=STAGE_DURATION_METRIC, unit=MetricUnit.Milliseconds, value=durations_ms[stage]
             )
         metrics.flush_metrics()

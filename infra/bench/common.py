@@ -118,7 +118,7 @@ class BenchOptions:
             video_fps=10.0,
             video_seconds=3.0,
             short_video_seconds=1.0,
-            package_variants=("producer",),
+            package_variants=("lean",),
             peer_count_tasks=20,
             peer_count_batches=(),
             peer_model_ms=(20.0,),

@@ -22,16 +22,15 @@ MB = 1_000_000
 EXIT_NO_WHEELS = 3
 # Decimal megabytes: the stricter reading of "60 MB" and "200 MB".
 TARGETS = {
-    "producer": Target("max", 60.0, "MB"),
-    "consumer": Target("max", 60.0, "MB"),
-    "consumer-vision": Target("max", 200.0, "MB"),
-    "consumer-vision-unpacked": Target("max", (LAMBDA_LIMIT_BYTES - 1) / MB, "MB"),
+    "lean": Target("max", 60.0, "MB"),
+    "vision": Target("max", 200.0, "MB"),
+    "vision-unpacked": Target("max", (LAMBDA_LIMIT_BYTES - 1) / MB, "MB"),
 }
+# Each variant is the dependencies layer plus a function's code (both functions share them).
 LABELS = {
-    "producer": "producer",
-    "consumer": "consumer, no vision dependencies",
-    "consumer-vision": "consumer with numpy + OpenCV zipped (default)",
-    "consumer-vision-unpacked": "consumer with numpy + OpenCV unpacked",
+    "lean": "layer + code, no vision dependencies",
+    "vision": "layer + code, numpy + OpenCV zipped (default)",
+    "vision-unpacked": "layer + code, numpy + OpenCV unpacked",
 }
 
 
@@ -114,7 +113,7 @@ def run(ctx: BenchContext, step: Step) -> list[Row]:
                 kit=size / MB,
                 baseline=LAMBDA_LIMIT_BYTES / MB,
                 baseline_label="Lambda's unzipped limit",
-                target=TARGETS.get(name, TARGETS["consumer-vision-unpacked"]),
+                target=TARGETS.get(name, TARGETS["vision-unpacked"]),
                 note=note,
                 details={
                     "bytes": size,

@@ -21,6 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from infra.localstack.cloud import LocalCloud, delete_stack, register_stack, shipped_logs
 from infra.localstack.events import scheduled_event
 from infra.localstack.moto import MotoServer, patched_environ
 from infra.localstack.poller import LocalLambdaContext, LocalPoller, PollerStats
@@ -29,6 +30,7 @@ from infra.localstack.resources import (
     PipelineShape,
     create_resources,
     delete_resources,
+    unique_prefix,
 )
 
 if TYPE_CHECKING:
@@ -56,12 +58,17 @@ class LocalStack:
         retry_backoff_max_seconds: int = 4,
         quiet_handlers: bool = True,
         extra_env: Mapping[str, str | None] | None = None,
+        stack_name: str | None = None,
+        cloud_stack: bool = False,
     ) -> None:
         """``emulator``/``moto``: reuse running ones (not stopped on exit); else start new ones.
 
         ``fixture`` is seeded into the emulator unless ``project_hash`` names an existing
         project. ``shape`` defaults to template.yaml's values. ``quiet_handlers`` keeps the
         handlers' JSON logs and EMF metrics off the terminal (warnings still show).
+        ``cloud_stack`` registers a CloudFormation stack named ``stack_name`` (unique by default)
+        on moto with template.yaml's outputs, the producer's log group and the alarms, for
+        ``agentkit status --stack-name`` (off by default: moto's CloudFormation costs seconds).
         """
         self._fixture = fixture
         self.agent_module = agent_module
@@ -81,6 +88,9 @@ class LocalStack:
         self.resources: LocalResources | None = None
         self.env: dict[str, str | None] = {}
         self.shape = shape or PipelineShape()
+        self.stack_name = stack_name or unique_prefix("agentkit-local")
+        self.cloud: LocalCloud | None = None
+        self._cloud_stack = cloud_stack
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -113,6 +123,19 @@ class LocalStack:
         self.resources = create_resources(self.shape, encord_key=key, client_factory=moto.client)
         resources = self.resources
         self._exit.callback(lambda: delete_resources(resources, client_factory=moto.client))
+        if self._cloud_stack:
+            cloud = register_stack(
+                moto.client,
+                self.stack_name,
+                resources,
+                parameters={
+                    "ProjectHash": self._project_hash,
+                    "EncordDomain": self._emulator.domain,
+                },
+                template_path=self._template_path,
+            )
+            self.cloud = cloud
+            self._exit.callback(lambda: delete_stack(moto.client, cloud))
 
         env: dict[str, str | None] = {
             # Template defaults first (service name, namespace, lease TTL...), local values over.
@@ -202,13 +225,20 @@ class LocalStack:
     # -- running the pipeline ----------------------------------------------------------------
 
     def producer_tick(self, *, timeout_seconds: float = 300.0) -> Any:
-        """One scheduled invocation of the real producer handler; returns its summary."""
-        from handlers.producer import lambda_handler
+        """One scheduled invocation of the real producer handler; returns its summary.
+
+        With ``cloud_stack``, its log lines also go to the stack's producer log group, as Lambda
+        would ship them.
+        """
+        from handlers.producer import lambda_handler, logger
 
         context = LocalLambdaContext(
             function_name="ProducerFunction", timeout_seconds=timeout_seconds
         )
-        return lambda_handler(scheduled_event(), context)
+        if self.cloud is None:
+            return lambda_handler(scheduled_event(), context)
+        with shipped_logs(logger, self.moto.client("logs"), self.cloud.producer_log_group):
+            return lambda_handler(scheduled_event(), context)
 
     def poller(self, **overrides: Any) -> LocalPoller:
         """A poller on the work queue feeding the real consumer handler, shaped by the template.

@@ -435,9 +435,9 @@ def test_metrics_are_emitted_per_stage(
         if line.startswith("{") and '"_aws"' in line
     ]
     (stage_doc,) = [d for d in documents if d.get("stage") == STAGE]
-    assert stage_doc["processed"] == [2.0] and stage_doc["deleted"] == [2.0]
-    assert stage_doc["succeeded"] == [2.0]
-    assert stage_doc["retried"] == [0.0] and stage_doc["dead_lettered"] == [0.0]
+    assert stage_doc["processed"] == [2.0] and stage_doc["succeeded"] == [2.0]
+    assert stage_doc["failed"] == [0.0] and stage_doc["poison"] == [0.0]
+    assert stage_doc["dead_lettered"] == [0.0]
     assert stage_doc["duration"][0] > 0
     assert stage_doc["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "agentkit-tests"
     assert datetime.now(UTC).timestamp() * 1000 - stage_doc["_aws"]["Timestamp"] < 60_000

@@ -84,3 +84,6 @@ def test_demo_runs_end_to_end_and_reports() -> None:
     assert "SimulatedModelError" in out
     assert "retries (redeliveries)" in out and "drained" in out
     assert "Demo finished in" in out
+    # It ends with `agentkit status` of the local stack, read through describe_stacks.
+    assert "$ agentkit status --stack-name agentkit-local-" in out
+    assert "Tasks in the agent stages (Encord)" in out and "Task leases (DynamoDB)" in out

@@ -137,44 +137,44 @@ GOOD = [f"good_{i:02d}.jpg" for i in range(4)]
 
 # -- case 1: one task poisons its batch -------------------------------------------------------
 
+BAD = {
+    "hang_00.jpg": "TaskTimeout",
+    "cancel_00.jpg": "CancelledError",
+    "custom_00.jpg": "CustomStop",
+    "badstr_00.jpg": "BadStr",
+}
 
-@pytest.mark.parametrize(
-    ("kind", "error_type"),
-    [
-        ("hang", "TaskTimeout"),
-        ("cancel", "CancelledError"),
-        ("custom", "CustomStop"),
-        ("badstr", "BadStr"),
-    ],
-)
-def test_1_one_bad_task_fails_alone_in_its_batch(
-    emulator: Emulator, local_moto: MotoServer, tmp_path: Path, kind: str, error_type: str
+
+def test_1_each_bad_task_fails_alone_in_its_batch(
+    emulator: Emulator, local_moto: MotoServer, tmp_path: Path
 ) -> None:
-    fixture = fault_agents.fault_fixture(good=4, **{kind: 1})
+    # One batch: 4 good tasks and one of each bad kind (a hang, CancelledError, a custom
+    # BaseException, an exception whose __str__ raises), each quoting the key where it can.
+    fixture = fault_agents.fault_fixture(good=4, hang=1, cancel=1, custom=1, badstr=1)
     with fault_stack(emulator, local_moto, tmp_path, fixture) as (stack, envs):
         stack.producer_tick()
         drain(stack, envs)
 
         assert_good_proceeded_once(stack, GOOD)
-        bad = f"{kind}_00.jpg"
-        assert proceeds(stack, bad) == 0
+        assert {t: proceeds(stack, t) for t in BAD} == dict.fromkeys(BAD, 0)
         dlq = parked(stack)
-        assert set(dlq) == {bad}, dlq.keys()
-        (message,) = dlq[bad]
-        assert attr(message, DlqAttributes.REASON) == "failed"
-        assert attr(message, DlqAttributes.ERROR_TYPE) == error_type
-        # Parked by the kit on its last run (receive MAX-1), before SQS's redrive could.
-        assert attr(message, DlqAttributes.RECEIVE_COUNT) == str(MAX_RECEIVE_COUNT - 1)
-        record = lease(stack, task_uuid(stack, bad))
-        assert record is not None and record["state"] == "failed"
-        assert record["parked_message"] == attr(message, DlqAttributes.SOURCE_MESSAGE_ID)
+        assert set(dlq) == set(BAD), dlq.keys()
+        for title, error_type in BAD.items():
+            (message,) = dlq[title]  # parked once, with its own error
+            assert attr(message, DlqAttributes.REASON) == "failed"
+            assert attr(message, DlqAttributes.ERROR_TYPE) == error_type
+            # Parked by the kit on its last run (receive MAX-1), before SQS's redrive could.
+            assert attr(message, DlqAttributes.RECEIVE_COUNT) == str(MAX_RECEIVE_COUNT - 1)
+            record = lease(stack, task_uuid(stack, title))
+            assert record is not None and record["state"] == "failed"
+            assert record["parked_message"] == attr(message, DlqAttributes.SOURCE_MESSAGE_ID)
         assert all(lease(stack, task_uuid(stack, t)) is None for t in GOOD)
         assert stack.queue_depth() == 0
-        # The invocation always answered; a hung agent never got the environment killed, and
+        # The invocations always answered; a hung agent never got the environment killed, and
         # the environment it hung in went on serving the next invocations.
         assert envs.stats.killed_at_timeout == 0
         assert envs.stats.handler_errors == 0
-        assert envs.stats.cold_starts == 1
+        assert envs.stats.cold_starts == 1 and envs.stats.invocations >= 2
         assert_no_key_anywhere(stack, envs)
 
 

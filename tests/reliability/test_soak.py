@@ -46,6 +46,7 @@ TICK_WHEN_DEPTH_BELOW = 40
 # The invocation from which one is doomed to die after committing (the first few warm up).
 CRASH_FROM_INVOCATION = 4
 STRETCH_429_SECONDS = 8
+STRETCH_ROUTES = r"re:^GET /v2/|^RPC labelrow"
 SOAK_DEADLINE_SECONDS = 330
 # Every Encord API route the SDK calls (media blobs are not used by these agents).
 API_ROUTES = r"re:^(GET|POST|PUT|PATCH) /v2/|^RPC "
@@ -270,8 +271,10 @@ def test_soak_every_task_exactly_once_or_parked(capsys: pytest.CaptureFixture[st
         )
         ticker = threading.Thread(target=producer.run, name="soak-producer", daemon=True)
         ticker.start()
-        # A long 429 stretch: every Encord request refused (Retry-After: 2) for a while.
-        stretch = FaultRule(endpoint=API_ROUTES, rate=1.0, status=429, retry_after=2)
+        # A long 429 stretch: every Encord read refused (Retry-After: 2) for a while. Reads
+        # only: a refused read fails a batch before its agents run, while a commit abandoned at
+        # the deadline makes its agents run again (allowed, but not what this soak counts).
+        stretch = FaultRule(endpoint=STRETCH_ROUTES, rate=1.0, status=429, retry_after=2)
         stretch_on = threading.Timer(40, lambda: emulator.faults.add(stretch))
         stretch_off = threading.Timer(
             40 + STRETCH_429_SECONDS, lambda: emulator.faults.remove(stretch)

@@ -38,6 +38,9 @@ def translated(sam_template: dict[str, Any]) -> dict[str, Any]:
     template = copy.deepcopy(sam_template)
     # `sam package` would upload the build and put its S3 address here.
     template["Globals"]["Function"]["CodeUri"] = "s3://agentkit-artifacts/function.zip"
+    template["Resources"]["DependenciesLayer"]["Properties"]["ContentUri"] = (
+        "s3://agentkit-artifacts/layer.zip"
+    )
 
     def managed_policy_map() -> dict[str, str]:
         raise AssertionError("the template must not need a managed-policy lookup (an AWS call)")

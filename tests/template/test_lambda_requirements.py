@@ -105,7 +105,7 @@ def make(*args: str) -> subprocess.CompletedProcess[str]:
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     env = {k: v for k, v in os.environ.items() if k not in ("ARTIFACTS_DIR", "MAKEFLAGS")}
-    env.pop("CONSUMER_REQUIREMENTS", None)
+    env.pop("LAYER_REQUIREMENTS", None)
     return subprocess.run(
         ["make", "--no-print-directory", "-C", str(REPO), *args],
         capture_output=True,
@@ -116,12 +116,8 @@ def make(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize(
-    ("target", "requirements"),
-    [("build-ProducerFunction", "producer.txt"), ("build-ConsumerFunction", "vision.txt")],
-)
-def test_make_targets_install_for_the_lambda_platform(target: str, requirements: str) -> None:
-    result = make("-n", target, "ARTIFACTS_DIR=/tmp/agentkit-artifacts")
+def test_the_layer_installs_for_the_lambda_platform() -> None:
+    result = make("-n", "build-DependenciesLayer", "ARTIFACTS_DIR=/tmp/agentkit-artifacts")
     assert result.returncode == 0, result.stderr
     commands = result.stdout
     for argument in (
@@ -131,40 +127,101 @@ def test_make_targets_install_for_the_lambda_platform(target: str, requirements:
         "--python-version 3.12",
         "--no-compile",
         "--no-deps",
-        '--target "/tmp/agentkit-artifacts"',
-        f"requirements/{requirements}",
+        # Lambda puts a layer's python/ folder on sys.path (/opt/python).
+        '--target "/tmp/agentkit-artifacts/python"',
+        "requirements/vision.txt",  # the default: what the demo agent needs
     ):
         assert argument in commands, argument
+    for package in ("agent_core", "handlers", "agents", "infra", "tests"):
+        assert f'"{REPO}/{package}"' not in commands, f"{package} is code, not a dependency"
+
+
+@pytest.mark.parametrize("target", ["build-ProducerFunction", "build-ConsumerFunction"])
+def test_functions_carry_only_the_code(target: str) -> None:
+    result = make("-n", target, "ARTIFACTS_DIR=/tmp/agentkit-artifacts")
+    assert result.returncode == 0, result.stderr
+    commands = result.stdout
     for package in ("agent_core", "handlers", "agents"):
         assert f'cp -R "{REPO}/{package}" "/tmp/agentkit-artifacts/{package}"' in commands
+    assert "pip" not in commands, "dependencies belong in the layer"
     assert f'"{REPO}/infra"' not in commands
     assert f'"{REPO}/tests"' not in commands
 
 
-def test_consumer_requirements_are_selectable() -> None:
+def test_layer_requirements_are_selectable_and_combine() -> None:
     result = make(
         "-n",
-        "build-ConsumerFunction",
+        "build-DependenciesLayer",
         "ARTIFACTS_DIR=/tmp/agentkit-artifacts",
-        "CONSUMER_REQUIREMENTS=requirements/consumer.txt",
+        "LAYER_REQUIREMENTS=requirements/consumer.txt requirements/producer.txt",
     )
     assert result.returncode == 0, result.stderr
-    assert "requirements/consumer.txt" in result.stdout
+    assert f'-r "{REPO}/requirements/consumer.txt" -r "{REPO}/requirements/producer.txt"' in (
+        result.stdout
+    )
     assert "vision.txt" not in result.stdout
 
 
 def test_make_without_artifacts_dir_explains_itself() -> None:
-    result = make("build-ProducerFunction")
-    assert result.returncode != 0
-    assert "ARTIFACTS_DIR is not set" in result.stderr
+    for target in ("build-DependenciesLayer", "build-ProducerFunction"):
+        result = make(target)
+        assert result.returncode != 0
+        assert "ARTIFACTS_DIR is not set" in result.stderr
 
 
 def test_make_with_a_missing_requirements_file_explains_itself() -> None:
     result = make(
-        "build-ConsumerFunction",
+        "build-DependenciesLayer",
         "ARTIFACTS_DIR=/tmp/agentkit-never-created",
-        "CONSUMER_REQUIREMENTS=requirements/nope.txt",
+        "LAYER_REQUIREMENTS=requirements/nope.txt",
     )
     assert result.returncode != 0
     assert "requirements file requirements/nope.txt not found" in result.stderr
+    assert not Path("/tmp/agentkit-never-created").exists()
+
+
+# ------------------------------------------------------------------------------ tool environments
+
+
+def _locked_versions(lock: Path) -> dict[str, str]:
+    import tomllib
+
+    packages = tomllib.loads(lock.read_text()).get("package", [])
+    return {p["name"]: p["version"] for p in packages if "version" in p}
+
+
+def test_the_lambda_runtime_stand_in_has_the_kits_boto3() -> None:
+    # tests/lambda_runtime runs the built functions with tools/lambda-runtime's boto3 standing in
+    # for the runtime's; it must be the version the kit is tested with (uv.lock).
+    kit = _locked_versions(REPO / "uv.lock")
+    runtime = _locked_versions(REPO / "tools" / "lambda-runtime" / "uv.lock")
+    for name in ("boto3", "botocore", "s3transfer"):
+        assert runtime[name] == kit[name], (
+            f"{name}: tools/lambda-runtime has {runtime[name]}, uv.lock {kit[name]}. Pin boto3 "
+            "in tools/lambda-runtime/pyproject.toml to uv.lock's version and run `bash scripts/lock`."
+        )
+    assert "awslambdaric" in runtime
+
+
+def test_tool_locks_pin_what_their_projects_ask_for() -> None:
+    import tomllib
+
+    for tool in ("sam", "lambda-runtime"):
+        project = tomllib.loads((REPO / "tools" / tool / "pyproject.toml").read_text())["project"]
+        locked = _locked_versions(REPO / "tools" / tool / "uv.lock")
+        for requirement in project["dependencies"]:
+            name, _, version = requirement.partition("==")
+            assert locked.get(name) == version, (
+                f"tools/{tool}: {requirement} but uv.lock has {locked.get(name)}: run `bash scripts/lock`"
+            )
+
+
+def test_the_old_per_function_variables_are_refused_with_the_new_name() -> None:
+    result = make(
+        "build-DependenciesLayer",
+        "ARTIFACTS_DIR=/tmp/agentkit-never-created",
+        "CONSUMER_REQUIREMENTS=requirements/consumer.txt",
+    )
+    assert result.returncode != 0
+    assert "Set LAYER_REQUIREMENTS instead" in result.stderr
     assert not Path("/tmp/agentkit-never-created").exists()

@@ -28,7 +28,7 @@ VISION_BUDGET_BYTES = 200 * MB
 # Lambda's default ephemeral storage; the unpacked archive must leave at least half for media.
 EPHEMERAL_STORAGE_DEFAULT_BYTES = 512 * MIB
 EXIT_NO_WHEELS = 3
-VARIANTS = {"producer", "consumer", "consumer-vision", "consumer-vision-unpacked"}
+VARIANTS = {"lean", "vision", "vision-unpacked"}
 
 
 @pytest.fixture(scope="module")
@@ -78,21 +78,20 @@ def test_every_package_fits_lambdas_limit_and_imports(size_report: dict[str, Any
 
 @pytest.mark.package_size
 @pytest.mark.timeout(900)
-def test_producer_and_lean_consumer_stay_within_60_mib(size_report: dict[str, Any]) -> None:
-    for name in ("producer", "consumer"):
-        row = size_report["by_variant"][name]
-        assert row["budget_bytes"] == 60 * MIB
-        assert row["within_budget"], f"{name}: {row['mib']} MiB\n{size_report['output']}"
-        assert row["archive_bytes"] is None, f"{name} must not ship a vendored archive"
+def test_lean_build_stays_within_60_mib(size_report: dict[str, Any]) -> None:
+    row = size_report["by_variant"]["lean"]
+    assert row["budget_bytes"] == 60 * MIB
+    assert row["within_budget"], f"lean: {row['mib']} MiB\n{size_report['output']}"
+    assert row["archive_bytes"] is None, "the lean layer must not ship a vendored archive"
 
 
 @pytest.mark.package_size
 @pytest.mark.timeout(900)
-def test_vision_consumer_is_at_most_200_mb(size_report: dict[str, Any]) -> None:
-    row = size_report["by_variant"]["consumer-vision"]
+def test_vision_build_is_at_most_200_mb(size_report: dict[str, Any]) -> None:
+    row = size_report["by_variant"]["vision"]
     assert row["budget_bytes"] == VISION_BUDGET_BYTES
     assert row["bytes"] <= VISION_BUDGET_BYTES, (
-        f"vision consumer is {row['bytes']:,} bytes, over 200 MB\n{size_report['output']}"
+        f"vision build is {row['bytes']:,} bytes, over 200 MB\n{size_report['output']}"
     )
     assert row["within_budget"]
     # The archive is where numpy and OpenCV went: most of the package, well compressed.
@@ -102,8 +101,8 @@ def test_vision_consumer_is_at_most_200_mb(size_report: dict[str, Any]) -> None:
 
 @pytest.mark.package_size
 @pytest.mark.timeout(900)
-def test_vision_consumer_unpacks_its_archive_and_imports(size_report: dict[str, Any]) -> None:
-    check = _require_import_check(size_report["by_variant"]["consumer-vision"])
+def test_vision_build_unpacks_its_archive_and_imports(size_report: dict[str, Any]) -> None:
+    check = _require_import_check(size_report["by_variant"]["vision"])
     # The handler's import unpacked it; numpy and cv2 came from there; a second process reused it.
     assert check["unpack_seconds"] > 0
     assert check["reuse_seconds"] < check["unpack_seconds"]
@@ -112,11 +111,11 @@ def test_vision_consumer_unpacks_its_archive_and_imports(size_report: dict[str, 
 
 @pytest.mark.package_size
 @pytest.mark.timeout(900)
-def test_unpacked_vision_consumer_is_the_opt_out(size_report: dict[str, Any]) -> None:
-    row = size_report["by_variant"]["consumer-vision-unpacked"]
+def test_unpacked_vision_build_is_the_opt_out(size_report: dict[str, Any]) -> None:
+    row = size_report["by_variant"]["vision-unpacked"]
     assert row["archive_bytes"] is None
     assert row["bytes"] < LAMBDA_LIMIT_BYTES
-    assert row["bytes"] > size_report["by_variant"]["consumer-vision"]["bytes"]
+    assert row["bytes"] > size_report["by_variant"]["vision"]["bytes"]
     _require_import_check(row)
 
 
@@ -127,10 +126,10 @@ def _make_dry_run(*variables: str) -> str:
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     env = {k: v for k, v in os.environ.items() if k not in ("ARTIFACTS_DIR", "MAKEFLAGS")}
-    for name in ("CONSUMER_REQUIREMENTS", "VISION_ARCHIVE", "STRIP_LIBRARIES"):
+    for name in ("LAYER_REQUIREMENTS", "VISION_ARCHIVE", "STRIP_LIBRARIES"):
         env.pop(name, None)
     result = subprocess.run(
-        ["make", "--no-print-directory", "-n", "-C", str(REPO), "build-ConsumerFunction",
+        ["make", "--no-print-directory", "-n", "-C", str(REPO), "build-DependenciesLayer",
          "ARTIFACTS_DIR=/tmp/agentkit-artifacts", *variables],
         capture_output=True, text=True, env=env, timeout=60, check=False,
     )  # fmt: skip
@@ -140,13 +139,13 @@ def _make_dry_run(*variables: str) -> str:
 
 def test_make_packs_numpy_and_opencv_and_strips_by_default() -> None:
     commands = _make_dry_run()
-    assert 'lambda_package.py" strip "/tmp/agentkit-artifacts"' in commands
+    assert 'lambda_package.py" strip "/tmp/agentkit-artifacts/python"' in commands
     assert (
-        'lambda_package.py" pack "/tmp/agentkit-artifacts" --dist numpy '
+        'lambda_package.py" pack "/tmp/agentkit-artifacts/python" --dist numpy '
         "--dist opencv-python-headless" in commands
     )
-    # A reused ARTIFACTS_DIR must not keep an archive from an earlier build.
-    assert 'rm -rf "/tmp/agentkit-artifacts/_agentkit_vendor"' in commands
+    # A reused ARTIFACTS_DIR must not keep an archive (or packages) from an earlier build.
+    assert 'rm -rf "/tmp/agentkit-artifacts/python"' in commands
     # Pack after pruning and stripping, so the archive holds what would have shipped unpacked.
     assert commands.index("-name tests") < commands.index('" strip "') < commands.index('" pack "')
 
@@ -161,7 +160,7 @@ def test_make_rejects_an_unknown_switch_value() -> None:
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     result = subprocess.run(
-        ["make", "--no-print-directory", "-C", str(REPO), "build-ConsumerFunction",
+        ["make", "--no-print-directory", "-C", str(REPO), "build-DependenciesLayer",
          "ARTIFACTS_DIR=/tmp/agentkit-never-created", "VISION_ARCHIVE=yes"],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip

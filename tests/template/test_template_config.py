@@ -42,7 +42,7 @@ def test_environment_separates_values_from_resources() -> None:
     }
     resolved = config.resolved_environment()
     assert resolved == {
-        "AGENT_MODULE": "agents.example:runner",
+        "AGENT_MODULE": "agents.starter:runner",
         "ENCORD_DOMAIN": "https://api.encord.com",
         "MAX_TASKS_PER_RUN": "10000",
         "MAX_RECEIVE_COUNT": "5",
@@ -53,7 +53,7 @@ def test_environment_separates_values_from_resources() -> None:
     }
     assert set(config.environment_names) == set(resolved) | set(
         config.environment_resource_refs
-    ) | {"PROJECT_HASH"}
+    ) | {"PROJECT_HASH", "AWS_ENDPOINT_URL"}  # no value without LocalEndpointUrl
 
 
 def test_template_environment_is_valid_for_the_pipeline_settings(
@@ -66,7 +66,7 @@ def test_template_environment_is_valid_for_the_pipeline_settings(
     for name, value in config.resolved_environment().items():
         monkeypatch.setenv(name, value)
     settings = PipelineSettings()
-    assert settings.agent_module == "agents.example:runner"
+    assert settings.agent_module == "agents.starter:runner"
     assert settings.project_hash == project_hash == config.environment["PROJECT_HASH"]
     assert settings.max_receive_count == config.max_receive_count
     assert settings.max_tasks_per_run == 10_000

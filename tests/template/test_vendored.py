@@ -353,3 +353,39 @@ def test_a_strip_result_that_would_not_load_is_discarded(tmp_path: Path) -> None
     assert lambda_package.strip_shared_libraries(package, strip=str(bad_strip)) == (0, 0)
     assert (package / original.name).read_bytes() == before
     assert [p.name for p in package.iterdir()] == [original.name]
+
+
+def test_the_archive_is_found_in_a_layer_on_sys_path(
+    tmp_path: Path, isolated: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Lambda puts the dependencies layer's python/ folder on sys.path as /opt/python; the code
+    # root (agent_core's parent) has no archive of its own.
+    layer = _package(tmp_path / "opt" / "python")
+    archive = lambda_package.pack(layer, ["fake-vision"])
+    assert archive is not None
+    monkeypatch.setattr(sys, "path", [*sys.path, str(layer)])
+    monkeypatch.setenv(vendored.VENDOR_DIR_ENV, str(tmp_path / "tmp"))
+    assert vendored.find_archive() == str(archive)
+    target = vendored.ensure_vendored()
+    assert target is not None and sys.path[0] == target
+    import fakevision  # type: ignore[import-not-found]
+
+    assert Path(fakevision.__file__).is_relative_to(target)
+    # Remembered: a second call is a dict hit, not another search.
+    assert vendored.ensure_vendored() == target
+
+
+def test_importing_agent_core_makes_the_vendored_packages_importable(tmp_path: Path) -> None:
+    # The producer imports the agent module (which may import cv2 first thing) after the kit:
+    # `import agent_core` alone must have unpacked the layer's archive.
+    layer = _package(tmp_path / "opt" / "python")
+    assert lambda_package.pack(layer, ["fake-vision"]) is not None
+    code = "import agent_core, fakevision; print(fakevision.VALUE)"
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{layer}"}
+    env[vendored.VENDOR_DIR_ENV] = str(tmp_path / "tmp")
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "42"
