@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from agent_core.commands._common import console, print_json, require, sqs_client
+from agent_core.commands._common import console, print_json, required_option, sqs_client
 from agent_core.commands.status import (
     DLQ_OUTPUT,
     STACK_NAME_OPTION,
@@ -98,7 +98,7 @@ def inspect(
     from agent_core.pipeline.replay import inspect_dlq
 
     found = outputs_or_options(stack_name, region, endpoint_url, {DLQ_OUTPUT: dlq_url})
-    url = require(found[DLQ_OUTPUT], "--stack-name or --dlq-url", "DEAD_LETTER_QUEUE_URL")
+    url = required_option(found[DLQ_OUTPUT], "--stack-name or --dlq-url", "DEAD_LETTER_QUEUE_URL")
     messages = inspect_dlq(
         sqs_client(endpoint_url, region),
         url,
@@ -147,8 +147,10 @@ def replay(
     found = outputs_or_options(
         stack_name, region, endpoint_url, {DLQ_OUTPUT: dlq_url, WORK_QUEUE_OUTPUT: queue_url}
     )
-    dlq = require(found[DLQ_OUTPUT], "--stack-name or --dlq-url", "DEAD_LETTER_QUEUE_URL")
-    work = require(found[WORK_QUEUE_OUTPUT], "--stack-name or --queue-url", "WORK_QUEUE_URL")
+    dlq = required_option(found[DLQ_OUTPUT], "--stack-name or --dlq-url", "DEAD_LETTER_QUEUE_URL")
+    work = required_option(
+        found[WORK_QUEUE_OUTPUT], "--stack-name or --queue-url", "WORK_QUEUE_URL"
+    )
     sqs = sqs_client(endpoint_url, region)
     verb = "would replay" if dry_run else "replayed"
     with Progress(

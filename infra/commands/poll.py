@@ -16,10 +16,10 @@ from agent_core.commands._common import (
     apply_env,
     console,
     handler_output_to_stderr,
-    load_shape,
     print_json,
-    require,
+    required_option,
 )
+from infra.commands.common import load_shape
 
 if TYPE_CHECKING:
     from infra.localstack.poller import InvocationReport, LocalPoller
@@ -78,7 +78,7 @@ def poll(
     """Feed the work queue to the consumer handler in Lambda-shaped batches until it is empty."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    url = require(queue_url, "--queue-url", "WORK_QUEUE_URL")
+    url = required_option(queue_url, "--queue-url", "WORK_QUEUE_URL")
     apply_env(
         {
             "WORK_QUEUE_URL": url,
