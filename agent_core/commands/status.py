@@ -68,7 +68,8 @@ class StackOutputs:
     outputs: dict[str, str]
     parameters: dict[str, str]
 
-    def require(self, key: str) -> str:
+    def output(self, key: str) -> str:
+        """The output ``key``, or a ConfigurationError saying the stack needs redeploying."""
         value = self.outputs.get(key)
         if not value:
             raise ConfigurationError(
@@ -156,11 +157,11 @@ def collect_status(
 ) -> StatusReport:
     now = time.time() if now is None else now
     sqs = client(session, "sqs", endpoint_url)
-    work = _queue_counts(sqs, stack.require(WORK_QUEUE_OUTPUT))
-    dlq_url = stack.require(DLQ_OUTPUT)
+    work = _queue_counts(sqs, stack.output(WORK_QUEUE_OUTPUT))
+    dlq_url = stack.output(DLQ_OUTPUT)
     dlq_total, by_reason = _dlq_counts(sqs, dlq_url)
     leases, expired = lease_counts(
-        client(session, "dynamodb", endpoint_url), stack.require(LEASE_TABLE_OUTPUT), now
+        client(session, "dynamodb", endpoint_url), stack.output(LEASE_TABLE_OUTPUT), now
     )
     waiting: dict[str, int] | None = None
     encord_error: str | None = None
@@ -184,10 +185,10 @@ def collect_status(
         leases=leases,
         expired_leases=expired,
         last_producer_run=last_producer_run(
-            client(session, "logs", endpoint_url), stack.require(PRODUCER_LOG_GROUP_OUTPUT), now
+            client(session, "logs", endpoint_url), stack.output(PRODUCER_LOG_GROUP_OUTPUT), now
         ),
         alarms_in_alarm=alarms_in_alarm(
-            client(session, "cloudwatch", endpoint_url), stack.require(ALARM_TOPIC_OUTPUT)
+            client(session, "cloudwatch", endpoint_url), stack.output(ALARM_TOPIC_OUTPUT)
         ),
     )
 

@@ -103,3 +103,21 @@ def test_no_import_statement_crosses_the_line(package: str) -> None:
             if name.partition(".")[0] in FORBIDDEN[package]:
                 offences.append(f"{path.relative_to(ROOT)}:{line} imports {name}")
     assert offences == [], "shipped code imports the dev tree:\n" + "\n".join(offences)
+
+
+def test_agentkit_lists_the_local_commands_through_the_entry_point() -> None:
+    # The operator commands are agent_core's; the local ones come from infra's entry point, which
+    # an install made before it was declared lacks (`bash scripts/setup` re-installs).
+    completed = subprocess.run(
+        [sys.executable, "-m", "agent_core.cli", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "COLUMNS": "200"},
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    listed = {line.split()[0] for line in completed.stdout.splitlines() if line.startswith("  ")}
+    missing = {"produce", "dlq", "status", "demo", "poll", "events", "bench", "emulator"} - listed
+    assert not missing, f"agentkit lacks {sorted(missing)}: run `bash scripts/setup`"
