@@ -6,8 +6,9 @@ Imports are lazy so that ``import agent_core`` stays cheap in a Lambda cold star
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from agent_core.lazy import lazy_exports
 from agent_core.vendored import ensure_vendored
 
 # The vision build ships numpy and OpenCV zipped in the dependencies layer: make them importable
@@ -32,22 +33,16 @@ if TYPE_CHECKING:
     from agent_core.queue_runner import QueueRunner
     from agent_core.runner import Runner, SequentialRunner
 
-_LAZY = {
-    "Depends": "agent_core.dependencies.depends",
-    "Frame": "agent_core.models",
-    "FrameData": "agent_core.models",
-    "TaskAgentReturnStruct": "agent_core.models",
-    "TaskCompletionResult": "agent_core.models",
-    "QueueRunner": "agent_core.queue_runner",
-    "Runner": "agent_core.runner",
-    "SequentialRunner": "agent_core.runner",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'agent_core' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "Depends": "agent_core.dependencies.depends",
+        "Frame": "agent_core.models",
+        "FrameData": "agent_core.models",
+        "TaskAgentReturnStruct": "agent_core.models",
+        "TaskCompletionResult": "agent_core.models",
+        "QueueRunner": "agent_core.queue_runner",
+        "Runner": "agent_core.runner",
+        "SequentialRunner": "agent_core.runner",
+    },
+)

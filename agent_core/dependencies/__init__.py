@@ -6,8 +6,9 @@ numpy/cv2; the media dependencies import those only when they run.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from agent_core.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from agent_core.dependencies.builtin import (
@@ -44,29 +45,21 @@ __all__ = [
     "dep_video_sampler",
 ]
 
-_LAZY = {
-    "Depends": "agent_core.dependencies.depends",
-    "DataLookup": "agent_core.dependencies.builtin",
-    "Twin": "agent_core.dependencies.builtin",
-    "dep_client": "agent_core.dependencies.builtin",
-    "dep_data_lookup": "agent_core.dependencies.builtin",
-    "dep_storage_item": "agent_core.dependencies.builtin",
-    "dep_twin_label_row": "agent_core.dependencies.builtin",
-    "UnsupportedMediaError": "agent_core.dependencies.vision",
-    "dep_asset": "agent_core.dependencies.vision",
-    "dep_single_frame": "agent_core.dependencies.vision",
-    "dep_video_iterator": "agent_core.dependencies.vision",
-    "dep_video_sampler": "agent_core.dependencies.vision",
-    "Frame": "agent_core.models",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'agent_core.dependencies' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "Depends": "agent_core.dependencies.depends",
+        "DataLookup": "agent_core.dependencies.builtin",
+        "Twin": "agent_core.dependencies.builtin",
+        "dep_client": "agent_core.dependencies.builtin",
+        "dep_data_lookup": "agent_core.dependencies.builtin",
+        "dep_storage_item": "agent_core.dependencies.builtin",
+        "dep_twin_label_row": "agent_core.dependencies.builtin",
+        "UnsupportedMediaError": "agent_core.dependencies.vision",
+        "dep_asset": "agent_core.dependencies.vision",
+        "dep_single_frame": "agent_core.dependencies.vision",
+        "dep_video_iterator": "agent_core.dependencies.vision",
+        "dep_video_sampler": "agent_core.dependencies.vision",
+        "Frame": "agent_core.models",
+    },
+)

@@ -100,12 +100,6 @@ class KeyRegistry:
             self._keys[record.public_key_hex] = record
         return record
 
-    def grant(self, hex_key: str, project_hash: str) -> None:
-        with self._lock:
-            record = self._keys[hex_key.lower()]
-            if record.project_hashes is not None:
-                record.project_hashes.add(project_hash)
-
     def revoke(self, hex_key: str) -> None:
         with self._lock:
             self._keys.pop(hex_key.lower(), None)

@@ -127,10 +127,6 @@ class Faults:
         with self._lock:
             return list(self._rules)
 
-    def reseed(self, seed: int) -> None:
-        with self._lock:
-            self._rng = random.Random(seed)
-
     def decide(self, route: str) -> FaultDecision:
         with self._lock:
             if not self._rules:

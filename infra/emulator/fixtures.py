@@ -16,7 +16,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from infra.emulator.media import OTHER_MIMES, MediaKind, MediaSpec
-from infra.emulator.state import DEFAULT_PRIORITY, EmulatorState, Pathway, Stage, Workflow, utcnow
+from infra.emulator.model import DEFAULT_PRIORITY, Pathway, Stage, Workflow, utcnow
+from infra.emulator.state import EmulatorState
 
 FIXTURE_DIR = Path(__file__).parent / "fixtures"
 
@@ -458,6 +459,7 @@ def seed(state: EmulatorState, source: str | Path | FixtureSpec | dict[str, Any]
     dataset = state.add_dataset(spec.dataset_title or f"{spec.title} data")
 
     placed: list[tuple[str, MediaGroupSpec, MediaSpec, int]] = []
+    item_uuids: dict[str, str] = {}  # data hash -> the storage item behind it
     counter = 0
     for group in spec.media:
         for index in range(group.count):
@@ -494,6 +496,7 @@ def seed(state: EmulatorState, source: str | Path | FixtureSpec | dict[str, Any]
             }
             unit = state.add_data(dataset.dataset_hash, title, media, metadata)
             placed.append((unit.data_hash, group, media, index))
+            item_uuids[unit.data_hash] = unit.item_uuid
 
     project = state.add_project(
         title=spec.title,
@@ -505,7 +508,7 @@ def seed(state: EmulatorState, source: str | Path | FixtureSpec | dict[str, Any]
     main = _seed_project(state, project.project_hash, placed, structure, twin=False)
     label_hashes = {
         data_hash: row.label_hash
-        for data_hash, row in state.projects[project.project_hash].label_rows.items()
+        for data_hash, row in state.project(project.project_hash).label_rows.items()
     }
 
     twin_seeded = None
@@ -543,7 +546,7 @@ def seed(state: EmulatorState, source: str | Path | FixtureSpec | dict[str, Any]
         task_uuids=main.task_uuids,
         task_by_data=main.task_by_data,
         data_hashes=[h for h, *_ in placed],
-        storage_item_uuids={h: state.data_units[h].item_uuid for h, *_ in placed},
+        storage_item_uuids=item_uuids,
         label_hashes=label_hashes,
         twin=twin_seeded,
         projects=[project.project_hash] + ([twin_seeded.project_hash] if twin_seeded else []),
@@ -558,7 +561,7 @@ def _seed_project(
     *,
     twin: bool,
 ) -> SeededProject:
-    workflow = state.projects[project_hash].workflow
+    workflow = state.project(project_hash).workflow
     first = workflow.stage(workflow.first_stage_uuid)
     assert first is not None
     task_uuids: dict[str, list[str]] = {s.title: [] for s in workflow.stages}

@@ -15,14 +15,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from infra.emulator.api import ControlHooks, EmulatorApi, EmulatorHTTPServer
-from infra.emulator.auth import KeyRegistry, RegisteredKey
+from infra.emulator.app import EmulatorApp
+from infra.emulator.auth import KeyRegistry
+from infra.emulator.control import ControlHooks
 from infra.emulator.counters import Counters
 from infra.emulator.faults import Faults
 from infra.emulator.fixtures import FixtureSpec, SeededFixture
 from infra.emulator.fixtures import seed as seed_fixture
 from infra.emulator.media import Blob, MediaStore, default_cache_dir
 from infra.emulator.state import EmulatorState
+from infra.emulator.transport import EmulatorHTTPServer
 
 if TYPE_CHECKING:
     from encord.user_client import EncordUserClient
@@ -60,7 +62,7 @@ class Emulator:
         self.media = MediaStore(ttl_seconds=signed_url_ttl, cache_dir=media_cache_dir)
         self.seeded: list[SeededFixture] = []
         self._seed_lock = threading.Lock()
-        self.api = EmulatorApi(
+        self.app = EmulatorApp(
             self.state,
             self.keys,
             self.counters,
@@ -72,13 +74,13 @@ class Emulator:
                 info=self.info,
             ),
         )
-        self._server = EmulatorHTTPServer((host, port), self.api, quiet=quiet)
+        self._server = EmulatorHTTPServer((host, port), self.app, quiet=quiet)
         bound_host, bound_port = self._server.server_address[:2]
         self.host = str(bound_host)
         self.port = int(bound_port)
         self.domain = f"http://{self.host}:{self.port}"
-        self.api.domain = self.domain
-        self.ssh_private_key, self.ssh_key_path, self.main_key = self._create_key(None, "main")
+        self.app.set_domain(self.domain)
+        self.ssh_private_key, self.ssh_key_path, self.main_key = self.keys.create(None, name="main")
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.1},
@@ -130,15 +132,15 @@ class Emulator:
     def seed(self, fixture: str | Path | FixtureSpec | dict[str, Any]) -> SeededFixture:
         """Seed a fixture (built-in name, JSON path, dict or FixtureSpec); returns its ids."""
         with self._seed_lock:
-            before = set(self.state.items)
+            before = self.state.item_uuids()
             seeded = seed_fixture(self.state, fixture)
-            for item_uuid in set(self.state.items) - before:
+            for item_uuid in self.state.item_uuids() - before:
                 self._register_blobs(item_uuid)
             self.seeded.append(seeded)
             return seeded
 
     def _register_blobs(self, item_uuid: str) -> None:
-        item = self.state.items[item_uuid]
+        item = self.state.storage_item(item_uuid)
         # An image group has no file of its own: its images are items (and blobs) of their own.
         if item.media.kind != "image_group":
             self.media.register(Blob(item.uuid, item.media.mime, spec=item.media))
@@ -155,30 +157,18 @@ class Emulator:
         """
         from concurrent.futures import ThreadPoolExecutor
 
-        with self.state.lock:
-            if data_hashes is None:
-                item_uuids = list(self.state.items)
-            else:
-                item_uuids = [self.state.data_units[h].item_uuid for h in data_hashes]
-                item_uuids += [c for u in item_uuids for c in self.state.items[u].children]
-            item_uuids = [u for u in item_uuids if self.state.items[u].media.kind != "image_group"]
+        item_uuids = self.state.media_item_uuids(data_hashes)
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             list(pool.map(self.media.content, item_uuids))
         return len(item_uuids)
 
     @property
     def project_hashes(self) -> list[str]:
-        with self.state.lock:
-            return list(self.state.projects)
-
-    def _create_key(
-        self, project_hashes: list[str] | None, name: str
-    ) -> tuple[str, Path, RegisteredKey]:
-        return self.keys.create(project_hashes, name=name)
+        return self.state.project_hashes()
 
     def register_key(self, project_hashes: list[str] | None = None) -> tuple[str, Path]:
         """A new key pair with access only to ``project_hashes`` (None: every project)."""
-        text, path, _ = self._create_key(project_hashes, "key")
+        text, path, _ = self.keys.create(project_hashes, name="key")
         return text, path
 
     def _register_key_for_control(self, project_hashes: list[str] | None) -> tuple[str, str]:
@@ -229,4 +219,4 @@ class Emulator:
         self.stop()
 
     def __repr__(self) -> str:
-        return f"Emulator(domain={self.domain!r}, projects={len(self.state.projects)})"
+        return f"Emulator(domain={self.domain!r}, projects={len(self.state.project_hashes())})"

@@ -1,268 +1,59 @@
-"""The emulator's state model: projects, workflows, tasks, label rows, datasets and storage items.
+"""The emulator's state: every platform object of one emulator and the operations on them.
 
-Plain Python objects with the behaviour of the platform (proceeding a task moves it along its
-pathway, a bundle of actions is atomic, label rows are created and saved ...). The HTTP layer in
-``api.py`` only parses requests, calls these methods and renders the results. Every method takes
-the one re-entrant lock, so the model is safe to use from the server's threads and from tests at the
-same time; query methods return copies, never live objects.
+``EmulatorState`` holds the model objects (``model.py``) and gives them the behaviour of the
+platform (proceeding a task moves it along its pathway, a bundle of actions is atomic, label rows
+are created and saved ...). It owns the one re-entrant lock: every method takes it, so the state
+is safe to use from the server's threads and from tests at the same time, and every method returns
+copies, never live objects. The HTTP modules (``rest.py``, ``rpc.py``, ``control.py``) only parse
+requests, call these methods and render what they return.
 """
 
 from __future__ import annotations
 
-import base64
 import copy
 import dataclasses
 import json
 import random
-import re
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Literal
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 
-from infra.emulator.errors import ApiError, bad_request, forbidden, not_found
+from infra.emulator.errors import bad_request, forbidden, not_found
 from infra.emulator.media import MediaSpec
-
-StageType = Literal["AGENT", "ANNOTATION", "REVIEW", "DONE"]
-STAGE_TYPES: tuple[str, ...] = ("AGENT", "ANNOTATION", "REVIEW", "DONE")
-DEFAULT_PRIORITY = 0.5
-DEFAULT_BRANCH = "main"
-OWNER_EMAIL = "emulator@agentkit.local"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-# ---------------------------------------------------------------------------------------------
-# Model objects
-# ---------------------------------------------------------------------------------------------
-@dataclass
-class Pathway:
-    uuid: str
-    name: str
-    destination_uuid: str
-
-
-@dataclass
-class Stage:
-    """A workflow stage. Routing: agent stages by pathway; annotation by ``next_uuid`` (submit);
-    review by ``approve_uuid`` / ``reject_uuid``; DONE stages are terminal."""
-
-    uuid: str
-    title: str
-    stage_type: StageType
-    pathways: list[Pathway] = field(default_factory=list)
-    next_uuid: str | None = None
-    approve_uuid: str | None = None
-    reject_uuid: str | None = None
-
-    def find_pathway(self, *, name: str | None = None, uuid_: str | None = None) -> Pathway | None:
-        for pathway in self.pathways:
-            if uuid_ is not None and pathway.uuid == uuid_.lower():
-                return pathway
-            if name is not None and uuid_ is None and pathway.name == name:
-                return pathway
-        return None
-
-
-@dataclass
-class Workflow:
-    uuid: str
-    start_uuid: str
-    first_stage_uuid: str
-    stages: list[Stage]
-
-    def stage(self, key: str) -> Stage | None:
-        """Stage by UUID or by title."""
-        for stage in self.stages:
-            if stage.uuid == key.lower() or stage.title == key:
-                return stage
-        return None
-
-
-@dataclass
-class Ontology:
-    ontology_hash: str
-    title: str
-    description: str
-    structure: dict[str, Any]
-    created_at: datetime
-    last_edited_at: datetime
-
-
-@dataclass
-class StorageFolder:
-    uuid: str
-    name: str
-
-
-@dataclass
-class StorageItem:
-    uuid: str
-    folder_uuid: str
-    name: str
-    media: MediaSpec
-    client_metadata: dict[str, Any]
-    created_at: datetime
-    last_edited_at: datetime
-    description: str = ""
-    # The images of an image group, in order (storage items of their own, not data units).
-    children: list[str] = field(default_factory=list)
-
-    @property
-    def item_type(self) -> str:
-        return self.media.kind
-
-
-@dataclass
-class Dataset:
-    dataset_hash: str
-    title: str
-    description: str
-    folder_uuid: str
-    data_hashes: list[str] = field(default_factory=list)
-
-
-@dataclass
-class DataUnit:
-    """A data row of a dataset, backed by one storage item (its ``backing_item_uuid``)."""
-
-    data_hash: str
-    title: str
-    dataset_hash: str
-    item_uuid: str
-
-
-@dataclass(frozen=True)
-class TaskEvent:
-    """One entry of a task's history. ``action`` is one of CREATED, PATHWAY_ACTION, MOVE, SUBMIT,
-    APPROVE, REJECT, ASSIGN, RELEASE, COMPLETE, REOPEN."""
-
-    action: str
-    at: datetime
-    from_stage_uuid: str | None = None
-    from_stage_title: str | None = None
-    to_stage_uuid: str | None = None
-    to_stage_title: str | None = None
-    pathway_uuid: str | None = None
-    pathway_name: str | None = None
-    actor: str | None = None
-
-
-@dataclass
-class Task:
-    """A workflow task: one per data unit and project. Its UUID stays the same as it moves."""
-
-    uuid: str
-    project_hash: str
-    data_hash: str
-    stage_uuid: str
-    status: str
-    created_at: datetime
-    updated_at: datetime
-    seq: int
-    priority: float = DEFAULT_PRIORITY
-    assignee: str | None = None
-    last_actioned_by: str | None = None
-    branch_name: str = DEFAULT_BRANCH
-    history: list[TaskEvent] = field(default_factory=list)
-
-
-@dataclass
-class LabelRow:
-    label_hash: str
-    data_hash: str
-    branch_name: str
-    created_at: datetime
-    last_edited_at: datetime
-    label_status: str = "LABEL_IN_PROGRESS"
-    object_answers: dict[str, Any] = field(default_factory=dict)
-    classification_answers: dict[str, Any] = field(default_factory=dict)
-    object_actions: dict[str, Any] = field(default_factory=dict)
-    # The ``labels`` of the (single) data unit: {objects, classifications} for an image,
-    # {frame: {objects, classifications}} for a video.
-    unit_labels: dict[str, Any] = field(default_factory=dict)
-    save_count: int = 0
-
-
-@dataclass
-class Project:
-    project_hash: str
-    title: str
-    description: str
-    ontology_hash: str
-    workflow: Workflow
-    dataset_hashes: list[str]
-    data_hashes: list[str]
-    created_at: datetime
-    last_edited_at: datetime
-    tasks_by_data: dict[str, Task] = field(default_factory=dict)
-    # The label rows of the main branch, by data hash.
-    label_rows: dict[str, LabelRow] = field(default_factory=dict)
-    # Rows of the other label branches: branch name -> data hash -> row. A branch exists once a
-    # row was created in it (``initialise_labels``/``save`` of a row listed with that branch).
-    branch_label_rows: dict[str, dict[str, LabelRow]] = field(default_factory=dict)
-    twin_of: str | None = None
-
-    def rows_of(self, branch: str | None) -> dict[str, LabelRow]:
-        """The rows of ``branch`` (main when None), created empty on first use."""
-        if branch in (None, DEFAULT_BRANCH):
-            return self.label_rows
-        return self.branch_label_rows.setdefault(str(branch), {})
-
-
-# ---------------------------------------------------------------------------------------------
-# Filters passed in by the API layer
-# ---------------------------------------------------------------------------------------------
-@dataclass
-class TaskFilter:
-    data_hashes: set[str] | None = None
-    dataset_hashes: set[str] | None = None
-    user_emails: set[str] | None = None
-    statuses: set[str] | None = None
-    data_title_contains: str | None = None
-
-
-@dataclass
-class LabelRowFilter:
-    data_hashes: set[str] | None = None
-    label_hashes: set[str] | None = None
-    data_title_eq: str | None = None
-    data_title_like: str | None = None
-    stage_title_eq: str | None = None
-    stage_title_like: str | None = None
-    annotation_task_statuses: set[str] | None = None
-    edited_before: datetime | None = None
-    edited_after: datetime | None = None
-    branch_name: str | None = None
-
-
-def like_to_regex(pattern: str) -> re.Pattern[str]:
-    """SQL LIKE (``%`` any run, ``_`` one character), case-insensitive as on the platform."""
-    parts = []
-    for char in pattern:
-        if char == "%":
-            parts.append(".*")
-        elif char == "_":
-            parts.append(".")
-        else:
-            parts.append(re.escape(char))
-    return re.compile("^" + "".join(parts) + "$", re.IGNORECASE | re.DOTALL)
-
-
-def annotation_task_status(stage: Stage) -> str:
-    if stage.stage_type == "DONE":
-        return "COMPLETED"
-    if stage.stage_type == "REVIEW":
-        return "IN_REVIEW"
-    return "QUEUED"
-
-
-def _initial_status(stage: Stage) -> str:
-    return "COMPLETED" if stage.stage_type == "DONE" else "NEW"
+from infra.emulator.model import (
+    DEFAULT_BRANCH,
+    DEFAULT_PRIORITY,
+    Dataset,
+    DataUnit,
+    LabelRow,
+    LabelRowFilter,
+    LabelRowView,
+    Ontology,
+    Pathway,
+    Project,
+    Stage,
+    StorageFolder,
+    StorageItem,
+    Task,
+    TaskEvent,
+    TaskFilter,
+    Workflow,
+    annotation_task_status,
+    initial_status,
+    like_to_regex,
+    utcnow,
+)
+from infra.emulator.workflow import (
+    accepted_actions,
+    decode_page_token,
+    encode_page_token,
+    listing_order,
+    next_stage,
+    pathway_for,
+    stage_of,
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,7 +87,7 @@ class EmulatorState:
         with self.lock:
             return self._rng.getrandbits(31)
 
-    # -- building (used by fixtures.py) ------------------------------------------------------
+    # -- building (used by fixtures.py); each returns a copy of what it added -----------------
     def add_ontology(
         self, title: str, structure: dict[str, Any], description: str = ""
     ) -> Ontology:
@@ -304,7 +95,7 @@ class EmulatorState:
         ontology = Ontology(self.new_uuid(), title, description, structure, now, now)
         with self.lock:
             self.ontologies[ontology.ontology_hash] = ontology
-        return ontology
+        return copy.deepcopy(ontology)
 
     def add_dataset(self, title: str, description: str = "") -> Dataset:
         with self.lock:
@@ -312,7 +103,7 @@ class EmulatorState:
             self.folders[folder.uuid] = folder
             dataset = Dataset(self.new_uuid(), title, description, folder.uuid)
             self.datasets[dataset.dataset_hash] = dataset
-            return dataset
+            return copy.deepcopy(dataset)
 
     def add_data(
         self,
@@ -353,7 +144,7 @@ class EmulatorState:
             unit = DataUnit(self.new_uuid(), title, dataset_hash, item.uuid)
             self.data_units[unit.data_hash] = unit
             dataset.data_hashes.append(unit.data_hash)
-            return unit
+            return dataclasses.replace(unit)
 
     def add_project(
         self,
@@ -385,7 +176,7 @@ class EmulatorState:
                 item_uuid = self.data_units[data_hash].item_uuid
                 for uuid_ in (item_uuid, *self.items[item_uuid].children):
                     self.item_projects.setdefault(uuid_, set()).add(project.project_hash)
-            return project
+            return copy.deepcopy(project)
 
     def add_task(
         self,
@@ -399,7 +190,7 @@ class EmulatorState:
     ) -> Task:
         with self.lock:
             project = self.projects[project_hash]
-            stage = self._stage(project, stage_key)
+            stage = stage_of(project, stage_key)
             if data_hash in project.tasks_by_data:
                 raise ValueError(f"data {data_hash} already has a task in project {project_hash}")
             now = utcnow()
@@ -409,7 +200,7 @@ class EmulatorState:
                 project_hash=project_hash,
                 data_hash=data_hash,
                 stage_uuid=stage.uuid,
-                status=status or _initial_status(stage),
+                status=status or initial_status(stage),
                 created_at=now,
                 updated_at=now,
                 seq=self._seq,
@@ -421,7 +212,7 @@ class EmulatorState:
             )
             project.tasks_by_data[data_hash] = task
             self.tasks[task.uuid] = task
-            return task
+            return self._copy_task(task)
 
     def add_label_row(
         self,
@@ -450,54 +241,131 @@ class EmulatorState:
             )
             project.rows_of(branch_name)[data_hash] = row
             self.label_index[row.label_hash] = (project_hash, data_hash, branch_name)
-            return row
+            return copy.deepcopy(row)
 
-    # -- lookups that raise the API's errors ----------------------------------------------------
-    def project(self, project_hash: str) -> Project:
-        """The live project object (hold ``lock`` while using it), or 403 like the platform."""
-        with self.lock:
-            project = self.projects.get(str(project_hash).lower())
-            if project is None:
-                raise forbidden(
-                    f"Project {project_hash} does not exist or you have no access to it."
-                )
-            return project
+    # -- live lookups (callers hold the lock) that raise the API's errors ------------------------
+    def _project(self, project_hash: str) -> Project:
+        project = self.projects.get(str(project_hash).lower())
+        if project is None:
+            raise forbidden(f"Project {project_hash} does not exist or you have no access to it.")
+        return project
 
-    def _stage(self, project: Project, key: str) -> Stage:
-        stage = project.workflow.stage(str(key))
-        if stage is None:
-            raise not_found(f"Stage {key} is not a stage of project {project.project_hash}.")
-        return stage
-
-    def storage_item(self, item_uuid: str) -> StorageItem:
-        with self.lock:
-            item = self.items.get(str(item_uuid).lower())
-            if item is None:
-                raise forbidden(
-                    f"Storage item {item_uuid} does not exist or you have no access to it."
-                )
-            return item
+    def _item(
+        self, item_uuid: str, visible_to: set[str] | None = None, folder_uuid: str | None = None
+    ) -> StorageItem:
+        """The item, if it exists and one of ``visible_to`` (None: any project) uses it; 404 if it
+        is not in ``folder_uuid`` (when given)."""
+        key = str(item_uuid).lower()
+        item = self.items.get(key)
+        if item is None or (
+            visible_to is not None and not (self.item_projects.get(key, set()) & visible_to)
+        ):
+            raise forbidden(f"Storage item {item_uuid} does not exist or you have no access to it.")
+        if folder_uuid is not None and item.folder_uuid != folder_uuid:
+            raise not_found(f"Item {key} is not in folder {folder_uuid}.")
+        return item
 
     # ========================================================================================
     # Queries for tests and other helpers (documented in README.md). All return copies.
     # ========================================================================================
+    def has_project(self, project_hash: str) -> bool:
+        with self.lock:
+            return str(project_hash).lower() in self.projects
+
+    def project_hashes(self) -> list[str]:
+        with self.lock:
+            return list(self.projects)
+
+    def project(self, project_hash: str) -> Project:
+        """A deep copy of the project, its tasks and label rows included (403 if there is none)."""
+        with self.lock:
+            return copy.deepcopy(self._project(project_hash))
+
+    def project_outline(self, project_hash: str) -> tuple[Project, Ontology]:
+        """The project without its tasks and label rows (cheap to copy), and its ontology."""
+        with self.lock:
+            project = self._project(project_hash)
+            outline = dataclasses.replace(
+                project,
+                workflow=copy.deepcopy(project.workflow),
+                dataset_hashes=list(project.dataset_hashes),
+                data_hashes=list(project.data_hashes),
+                tasks_by_data={},
+                label_rows={},
+                branch_label_rows={},
+            )
+            return outline, copy.deepcopy(self.ontologies[project.ontology_hash])
+
+    def project_datasets(self, project_hash: str) -> list[Dataset]:
+        with self.lock:
+            project = self._project(project_hash)
+            return [copy.deepcopy(self.datasets[h]) for h in project.dataset_hashes]
+
+    def ontology(self, ontology_hash: str) -> tuple[Ontology | None, set[str]]:
+        """The ontology (None if there is none) and the projects that use it."""
+        with self.lock:
+            ontology = self.ontologies.get(ontology_hash)
+            users = {
+                p.project_hash for p in self.projects.values() if p.ontology_hash == ontology_hash
+            }
+            return copy.deepcopy(ontology), users
+
+    def storage_item(
+        self, item_uuid: str, visible_to: set[str] | None = None, folder_uuid: str | None = None
+    ) -> StorageItem:
+        """A copy of a storage item; 403 unless it exists and a project of ``visible_to`` uses it
+        (None: any project), 404 if it is not in ``folder_uuid`` (when given)."""
+        with self.lock:
+            return copy.deepcopy(self._item(item_uuid, visible_to, folder_uuid))
+
+    def child_items(
+        self, item_uuid: str, visible_to: set[str] | None = None, folder_uuid: str | None = None
+    ) -> list[StorageItem]:
+        """Copies of an image group's images in order (checked as ``storage_item`` does)."""
+        with self.lock:
+            item = self._item(item_uuid, visible_to, folder_uuid)
+            return [copy.deepcopy(self.items[c]) for c in item.children]
+
+    def storage_items(
+        self, item_uuids: Sequence[str], visible_to: set[str] | None = None
+    ) -> list[StorageItem]:
+        """Copies of several items, in order; all are checked as ``storage_item`` does."""
+        with self.lock:
+            return [copy.deepcopy(self._item(u, visible_to)) for u in item_uuids]
+
+    def item_uuids(self) -> set[str]:
+        """Every storage item, image-group images included."""
+        with self.lock:
+            return set(self.items)
+
+    def media_item_uuids(self, data_hashes: Sequence[str] | None = None) -> list[str]:
+        """The items that have a file of their own (not image groups, but their images), of
+        ``data_hashes`` (None: all)."""
+        with self.lock:
+            if data_hashes is None:
+                uuids = list(self.items)
+            else:
+                uuids = [self.data_units[h].item_uuid for h in data_hashes]
+                uuids += [c for u in uuids for c in self.items[u].children]
+            return [u for u in uuids if self.items[u].media.kind != "image_group"]
+
     def stage_uuid(self, project_hash: str, stage: str) -> str:
         """UUID of a stage given its title or UUID."""
         with self.lock:
-            return self._stage(self.project(project_hash), stage).uuid
+            return stage_of(self._project(project_hash), stage).uuid
 
     def tasks_in_stage(self, project_hash: str, stage: str) -> list[Task]:
         """Tasks currently in a stage (by title or UUID), in listing order."""
         with self.lock:
-            project = self.project(project_hash)
-            stage_uuid = self._stage(project, stage).uuid
+            project = self._project(project_hash)
+            stage_uuid = stage_of(project, stage).uuid
             tasks = [t for t in project.tasks_by_data.values() if t.stage_uuid == stage_uuid]
-            return [self._copy_task(t) for t in sorted(tasks, key=_task_order)]
+            return [self._copy_task(t) for t in sorted(tasks, key=listing_order)]
 
     def stage_counts(self, project_hash: str) -> dict[str, int]:
         """Number of tasks per stage title (every stage listed, zeros included)."""
         with self.lock:
-            project = self.project(project_hash)
+            project = self._project(project_hash)
             counts = {s.title: 0 for s in project.workflow.stages}
             by_uuid = {s.uuid: s.title for s in project.workflow.stages}
             for task in project.tasks_by_data.values():
@@ -511,7 +379,7 @@ class EmulatorState:
 
     def task_for_data(self, project_hash: str, data_hash: str) -> Task:
         with self.lock:
-            task = self.project(project_hash).tasks_by_data.get(data_hash)
+            task = self._project(project_hash).tasks_by_data.get(data_hash)
             if task is None:
                 raise KeyError(f"no task for data {data_hash} in project {project_hash}")
             return self._copy_task(task)
@@ -538,13 +406,13 @@ class EmulatorState:
     ) -> LabelRow | None:
         """A copy of the stored label row of a data unit in ``branch``, or None if none was created."""
         with self.lock:
-            row = self.project(project_hash).rows_of(branch).get(data_hash)
+            row = self._project(project_hash).rows_of(branch).get(data_hash)
             return copy.deepcopy(row) if row is not None else None
 
     def label_branches(self, project_hash: str) -> list[str]:
         """The label branches of a project that hold at least one row (main first)."""
         with self.lock:
-            project = self.project(project_hash)
+            project = self._project(project_hash)
             others = sorted(b for b, rows in project.branch_label_rows.items() if rows)
             return [DEFAULT_BRANCH, *others]
 
@@ -569,8 +437,13 @@ class EmulatorState:
         with self.lock:
             key = str(item_or_data_hash).lower()
             unit = self.data_units.get(key)
-            item = self.storage_item(unit.item_uuid if unit else key)
+            item = self._item(unit.item_uuid if unit else key)
             return copy.deepcopy(item.client_metadata)
+
+    def item_for_data(self, data_hash: str) -> StorageItem:
+        """The storage item behind a data unit."""
+        with self.lock:
+            return copy.deepcopy(self.items[self.data_units[data_hash].item_uuid])
 
     def unit_hashes(self, data_hash: str) -> list[str]:
         """The hashes of a label row's data units: its images for an image group, else itself."""
@@ -578,34 +451,34 @@ class EmulatorState:
             item = self.items[self.data_units[data_hash].item_uuid]
             return list(item.children) or [data_hash]
 
-    def item_for_data(self, data_hash: str) -> StorageItem:
-        with self.lock:
-            return copy.deepcopy(self.items[self.data_units[data_hash].item_uuid])
-
     # ========================================================================================
     # Operations behind the API
     # ========================================================================================
     def list_tasks(
         self, project_hash: str, stage_uuid: str, flt: TaskFilter, page_token: str | None
-    ) -> tuple[list[Task], str | None]:
-        """One page of the tasks in a stage, ordered by priority (highest first), then age."""
-        after = _decode_token(page_token) if page_token else None
+    ) -> tuple[list[tuple[Task, DataUnit]], str | None]:
+        """One page of the tasks in a stage (each with its data unit), ordered by priority (highest
+        first), then age; and the token of the next page (None on the last)."""
+        after = decode_page_token(page_token) if page_token else None
         with self.lock:
-            project = self.project(project_hash)
-            stage = self._stage(project, stage_uuid)
+            project = self._project(project_hash)
+            stage = stage_of(project, stage_uuid)
             matches = []
             for task in project.tasks_by_data.values():
                 if task.stage_uuid != stage.uuid or not self._task_matches(task, flt):
                     continue
-                if after is not None and _task_order(task) <= after:
+                if after is not None and listing_order(task) <= after:
                     continue
                 matches.append(task)
-            matches.sort(key=_task_order)
+            matches.sort(key=listing_order)
             page = matches[: self.task_page_size]
             token = None
             if len(matches) > self.task_page_size:
-                token = _encode_token(_task_order(page[-1]))
-            return [self._copy_task(t) for t in page], token
+                token = encode_page_token(listing_order(page[-1]))
+            return [
+                (self._copy_task(t), dataclasses.replace(self.data_units[t.data_hash]))
+                for t in page
+            ], token
 
     def _task_matches(self, task: Task, flt: TaskFilter) -> bool:
         unit = self.data_units[task.data_hash]
@@ -627,8 +500,8 @@ class EmulatorState:
     ) -> None:
         """Apply a bundle of workflow actions atomically: all are validated before any is applied."""
         with self.lock:
-            project = self.project(project_hash)
-            stage = self._stage(project, stage_uuid)
+            project = self._project(project_hash)
+            stage = stage_of(project, stage_uuid)
             plan: list[tuple[Task, str, Stage | None, Pathway | None, dict[str, Any]]] = []
             seen: set[str] = set()
             for index, action in enumerate(actions):
@@ -639,14 +512,14 @@ class EmulatorState:
                 destination: Stage | None = None
                 pathway: Pathway | None = None
                 if kind == "PATHWAY_ACTION":
-                    pathway = self._resolve_pathway(stage, action, task)
-                    destination = self._stage(project, pathway.destination_uuid)
+                    pathway = pathway_for(stage, action, task)
+                    destination = stage_of(project, pathway.destination_uuid)
                 elif kind == "SUBMIT":
-                    destination = self._route(project, stage, "ANNOTATION", stage.next_uuid, kind)
+                    destination = next_stage(project, stage, "ANNOTATION", stage.next_uuid, kind)
                 elif kind == "APPROVE":
-                    destination = self._route(project, stage, "REVIEW", stage.approve_uuid, kind)
+                    destination = next_stage(project, stage, "REVIEW", stage.approve_uuid, kind)
                 elif kind == "REJECT":
-                    destination = self._route(project, stage, "REVIEW", stage.reject_uuid, kind)
+                    destination = next_stage(project, stage, "REVIEW", stage.reject_uuid, kind)
                 elif kind == "ASSIGN":
                     if not action.get("assignee"):
                         raise bad_request(f"ASSIGN of task {task.uuid} needs an assignee.")
@@ -655,7 +528,7 @@ class EmulatorState:
                 else:
                     raise bad_request(
                         f"Unknown action {kind!r} for task {task.uuid}; stage {stage.title!r} "
-                        f"({stage.stage_type}) accepts {_actions_for(stage)}."
+                        f"({stage.stage_type}) accepts {accepted_actions(stage)}."
                     )
                 if kind in ("ASSIGN", "RELEASE") and stage.stage_type == "DONE":
                     raise bad_request(f"Task {task.uuid} is in final stage {stage.title!r}.")
@@ -695,44 +568,6 @@ class EmulatorState:
         seen.add(task.uuid)
         return task
 
-    def _resolve_pathway(self, stage: Stage, action: dict[str, Any], task: Task) -> Pathway:
-        if stage.stage_type != "AGENT":
-            raise bad_request(
-                f"PATHWAY_ACTION on task {task.uuid}: stage {stage.title!r} is a {stage.stage_type} "
-                "stage, not an agent stage."
-            )
-        pathway_uuid = action.get("pathwayUuid")
-        pathway_name = action.get("pathwayName")
-        if pathway_uuid:
-            pathway = stage.find_pathway(uuid_=str(pathway_uuid))
-            wanted = f"with UUID {pathway_uuid}"
-        elif pathway_name:
-            pathway = stage.find_pathway(name=str(pathway_name))
-            wanted = f"named {pathway_name!r}"
-        else:
-            raise bad_request(
-                f"PATHWAY_ACTION on task {task.uuid} needs pathwayUuid or pathwayName."
-            )
-        if pathway is None:
-            known = ", ".join(f"{p.name!r} ({p.uuid})" for p in stage.pathways)
-            raise bad_request(
-                f"Stage {stage.title!r} has no pathway {wanted} (task {task.uuid}). "
-                f"Its pathways: {known or 'none'}."
-            )
-        return pathway
-
-    def _route(
-        self, project: Project, stage: Stage, needed: str, target: str | None, kind: str
-    ) -> Stage:
-        if stage.stage_type != needed:
-            raise bad_request(
-                f"{kind} is not possible in stage {stage.title!r} ({stage.stage_type}); it accepts "
-                f"{_actions_for(stage)}."
-            )
-        if target is None:
-            raise bad_request(f"Stage {stage.title!r} has no outgoing edge for {kind}.")
-        return self._stage(project, target)
-
     def _move(
         self,
         task: Task,
@@ -744,7 +579,7 @@ class EmulatorState:
         pathway: Pathway | None = None,
     ) -> None:
         task.stage_uuid = destination.uuid
-        task.status = _initial_status(destination)
+        task.status = initial_status(destination)
         task.assignee = None
         task.last_actioned_by = actor
         task.updated_at = now
@@ -772,8 +607,8 @@ class EmulatorState:
     ) -> None:
         """Move tasks from one stage to any other stage, atomically."""
         with self.lock:
-            project = self.project(project_hash)
-            origin = self._stage(project, origin_uuid)
+            project = self._project(project_hash)
+            origin = stage_of(project, origin_uuid)
             destination = project.workflow.stage(str(destination_uuid))
             if destination is None:
                 raise bad_request(
@@ -789,7 +624,7 @@ class EmulatorState:
 
     def set_priorities(self, project_hash: str, priorities: Sequence[Any]) -> None:
         with self.lock:
-            project = self.project(project_hash)
+            project = self._project(project_hash)
             plan: list[tuple[Task, float]] = []
             for entry in priorities:
                 if not isinstance(entry, list | tuple) or len(entry) != 2:
@@ -809,7 +644,7 @@ class EmulatorState:
     ) -> None:
         """``labelworkflowgraphnode`` complete/reopen: send tasks to the final / first stage."""
         with self.lock:
-            project = self.project(project_hash)
+            project = self._project(project_hash)
             if action == "complete":
                 target = next((s for s in project.workflow.stages if s.stage_type == "DONE"), None)
             elif action == "reopen":
@@ -820,12 +655,7 @@ class EmulatorState:
                 raise bad_request(f"Project {project_hash} has no stage to {action} to.")
             tasks = []
             for label_hash in label_hashes:
-                owner = self.label_index.get(str(label_hash))
-                if owner is None or owner[0] != project.project_hash:
-                    raise ApiError(
-                        404, f"Label row {label_hash} not found in project {project_hash}."
-                    )
-                tasks.append(project.tasks_by_data[owner[1]])
+                tasks.append(project.tasks_by_data[self._owner(project, label_hash)[1]])
             now = utcnow()
             for task in tasks:
                 source = project.workflow.stage(task.stage_uuid)
@@ -833,14 +663,14 @@ class EmulatorState:
                 self._move(task, source, target, action.upper(), now, actor)
 
     # -- label rows ---------------------------------------------------------------------------
-    def label_row_rows(
-        self, project_hash: str, flt: LabelRowFilter
-    ) -> list[tuple[DataUnit, Task, LabelRow | None]]:
+    def list_label_rows(self, project_hash: str, flt: LabelRowFilter) -> list[LabelRowView]:
+        """The project's data units that pass ``flt``, each with its row in ``flt.branch_name``
+        (None if it has none there), in project order."""
         with self.lock:
-            project = self.project(project_hash)
+            project = self._project(project_hash)
             title_like = like_to_regex(flt.data_title_like) if flt.data_title_like else None
             stage_like = like_to_regex(flt.stage_title_like) if flt.stage_title_like else None
-            rows = []
+            views = []
             for data_hash in project.data_hashes:
                 if flt.data_hashes is not None and data_hash not in flt.data_hashes:
                     continue
@@ -876,43 +706,31 @@ class EmulatorState:
                     row is None or row.last_edited_at <= flt.edited_after
                 ):
                     continue
-                rows.append((unit, self._copy_task(task), copy.deepcopy(row)))
-            return rows
+                views.append(self._view(project, data_hash, row))
+            return views
 
-    def rows_by_label_hash(
-        self, project_hash: str, label_hashes: Sequence[str]
-    ) -> list[tuple[DataUnit, Task, LabelRow]]:
+    def label_rows(self, project_hash: str, label_hashes: Sequence[str]) -> list[LabelRowView]:
+        """The rows with these label hashes (any branch), in order; 404 for one not in the project."""
         with self.lock:
-            project = self.project(project_hash)
-            result = []
+            project = self._project(project_hash)
+            views = []
             for label_hash in label_hashes:
-                owner = self.label_index.get(str(label_hash))
-                if owner is None or owner[0] != project.project_hash:
-                    raise ApiError(
-                        404, f"Label row {label_hash} not found in project {project_hash}."
-                    )
-                _, data_hash, branch = owner
-                result.append(
-                    (
-                        self.data_units[data_hash],
-                        self._copy_task(project.tasks_by_data[data_hash]),
-                        copy.deepcopy(project.rows_of(branch)[data_hash]),
-                    )
-                )
-            return result
+                _, data_hash, branch = self._owner(project, label_hash)
+                views.append(self._view(project, data_hash, project.rows_of(branch)[data_hash]))
+            return views
 
     def create_label_rows(
         self, project_hash: str, data_hashes: Sequence[str], branch_name: str | None
-    ) -> list[tuple[DataUnit, Task, LabelRow]]:
+    ) -> list[LabelRowView]:
         """Create empty label rows in ``branch_name`` (main when None; another branch comes into
         being with its first row); a row that already exists is returned as it is (idempotent)."""
         branch = branch_name or DEFAULT_BRANCH
         with self.lock:
-            project = self.project(project_hash)
+            project = self._project(project_hash)
             for data_hash in data_hashes:
                 if str(data_hash).lower() not in project.tasks_by_data:
-                    raise ApiError(404, f"Data {data_hash} is not part of project {project_hash}.")
-            result = []
+                    raise not_found(f"Data {data_hash} is not part of project {project_hash}.")
+            views = []
             for data_hash in data_hashes:
                 key = str(data_hash).lower()
                 row = project.rows_of(branch).get(key)
@@ -920,14 +738,29 @@ class EmulatorState:
                     row = self.add_label_row(
                         project_hash, key, label_status="LABEL_IN_PROGRESS", branch_name=branch
                     )
-                result.append(
-                    (
-                        self.data_units[key],
-                        self._copy_task(project.tasks_by_data[key]),
-                        copy.deepcopy(row),
-                    )
-                )
-            return result
+                views.append(self._view(project, key, row))
+            return views
+
+    def _view(self, project: Project, data_hash: str, row: LabelRow | None) -> LabelRowView:
+        unit = self.data_units[data_hash]
+        task = project.tasks_by_data[data_hash]
+        item = self.items[unit.item_uuid]
+        return LabelRowView(
+            unit=dataclasses.replace(unit),
+            task=self._copy_task(task),
+            row=copy.deepcopy(row),
+            stage=copy.deepcopy(stage_of(project, task.stage_uuid)),
+            dataset_title=self.datasets[unit.dataset_hash].title,
+            item=copy.deepcopy(item),
+            images=[copy.deepcopy(self.items[c]) for c in item.children],
+        )
+
+    def _owner(self, project: Project, label_hash: str) -> tuple[str, str, str]:
+        """(project, data hash, branch) of a label row of ``project``; 404 for any other."""
+        owner = self.label_index.get(str(label_hash))
+        if owner is None or owner[0] != project.project_hash:
+            raise not_found(f"Label row {label_hash} not found in project {project.project_hash}.")
+        return owner
 
     def save_label_rows(
         self, project_hash: str, label_hashes: Sequence[str], labels: Sequence[Any]
@@ -936,14 +769,10 @@ class EmulatorState:
         if len(label_hashes) != len(labels):
             raise bad_request("uid and labels must have the same length.")
         with self.lock:
-            project = self.project(project_hash)
+            project = self._project(project_hash)
             plan: list[tuple[LabelRow, dict[str, Any]]] = []
             for label_hash, body in zip(label_hashes, labels, strict=True):
-                owner = self.label_index.get(str(label_hash))
-                if owner is None or owner[0] != project.project_hash:
-                    raise ApiError(
-                        404, f"Label row {label_hash} not found in project {project_hash}."
-                    )
+                owner = self._owner(project, label_hash)
                 if not isinstance(body, dict):
                     raise bad_request(f"Labels of {label_hash} must be an object.")
                 if body.get("label_hash") not in (None, label_hash):
@@ -985,12 +814,14 @@ class EmulatorState:
         self,
         item_uuid: str,
         *,
+        visible_to: set[str] | None = None,
         name: str | None = None,
         description: str | None = None,
         client_metadata: dict[str, Any] | None = None,
     ) -> StorageItem:
+        """Change an item (checked as ``storage_item`` does); returns a copy of the result."""
         with self.lock:
-            item = self.storage_item(item_uuid)
+            item = self._item(item_uuid, visible_to)
             if client_metadata is not None:
                 if not isinstance(client_metadata, dict):
                     raise bad_request("clientMetadata must be an object.")
@@ -1014,7 +845,7 @@ class EmulatorState:
     def _copy_task(task: Task) -> Task:
         return dataclasses.replace(task, history=list(task.history))
 
-    def snapshot_summary(self) -> dict[str, Any]:
+    def projects_summary(self) -> dict[str, Any]:
         """A JSON-able overview used by the control endpoint ``GET /_emulator/projects``."""
         with self.lock:
             return {
@@ -1034,34 +865,3 @@ class EmulatorState:
                 }
                 for p in self.projects.values()
             }
-
-
-def _actions_for(stage: Stage) -> str:
-    return {
-        "AGENT": "PATHWAY_ACTION, ASSIGN, RELEASE",
-        "ANNOTATION": "SUBMIT, ASSIGN, RELEASE",
-        "REVIEW": "APPROVE, REJECT, ASSIGN, RELEASE",
-        "DONE": "no actions (only move-tasks)",
-    }[stage.stage_type]
-
-
-def _task_order(task: Task) -> tuple[float, int]:
-    return (-task.priority, task.seq)
-
-
-def _encode_token(order: tuple[float, int]) -> str:
-    raw = json.dumps([order[0], order[1]]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_token(token: str) -> tuple[float, int]:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        first, second = json.loads(raw)
-        return float(first), int(second)
-    except (ValueError, TypeError):
-        raise bad_request(f"Invalid pageToken {token!r}.") from None
-
-
-def ids(values: Iterable[str] | None) -> set[str] | None:
-    return None if values is None else {str(v).lower() for v in values}

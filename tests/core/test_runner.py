@@ -104,18 +104,24 @@ def test_refresh_every_polls_again(
 ) -> None:
     runner = Runner(project_hash=basic_project.project_hash, client=encord_client)
     passes: list[float] = []
+    seen_this_pass: set[str] = set()
 
     @runner.stage(STAGE)
     def agent(task: AgentTask) -> None:
-        if not passes or time.monotonic() - passes[-1] > 0.5:
+        # The tasks stay in the stage, so a pass starts when a task comes round again.
+        if not passes or task.uuid in seen_this_pass:
             passes.append(time.monotonic())
+            seen_this_pass.clear()
+        seen_this_pass.add(task.uuid)
         if len(passes) == 3:
             raise KeyboardInterrupt  # the way a user stops a polling runner
 
     with pytest.raises(KeyboardInterrupt):
         runner(refresh_every=1, max_tasks_per_stage=2)
     assert len(passes) == 3
-    assert passes[1] - passes[0] >= 0.9 and passes[2] - passes[1] >= 0.9
+    # A pass's first agent call trails its start by the listing time, which varies on a loaded
+    # machine; a runner that did not wait would come round in a few milliseconds.
+    assert passes[1] - passes[0] >= 0.6 and passes[2] - passes[1] >= 0.6
 
 
 def test_pre_execution_callback_sees_the_project_and_can_stop_the_run(

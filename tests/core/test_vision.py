@@ -36,6 +36,13 @@ VIDEO_FIXTURE: dict[str, Any] = {
 }
 
 
+@pytest.fixture
+def private_tempdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Downloads go to this test's own folder, so other runs on the machine cannot show up."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    return tmp_path
+
+
 def leftover_asset_dirs() -> set[Path]:
     return set(Path(tempfile.gettempdir()).glob(f"{ASSET_DIR_PREFIX}*"))
 
@@ -58,7 +65,7 @@ def is_video(task: Any) -> bool:
 
 
 def test_video_iterator_streams_frames_and_removes_the_download(
-    emulator: Any, encord_client: Any
+    emulator: Any, encord_client: Any, private_tempdir: Path
 ) -> None:
     runner, _, tasks = runner_with(emulator, encord_client)
     videos = [t for t in tasks if is_video(t)]
