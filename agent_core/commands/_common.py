@@ -9,11 +9,29 @@ import sys
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+import typer
+
 from agent_core.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
     from rich.console import Console
+
+
+# Options several commands take, written once. typer reads an option's default object afresh for
+# every command, so one object can serve them all.
+ENDPOINT_URL_OPTION = typer.Option(
+    None,
+    "--endpoint-url",
+    envvar="AWS_ENDPOINT_URL",
+    help="AWS endpoint for every service (moto locally); leave unset against AWS.",
+)
+AGENT_MODULE_OPTION = typer.Option(
+    None, "--agent-module", envvar="AGENT_MODULE", help="Runner to load: 'package.module:attr'."
+)
+LEASE_TABLE_OPTION = typer.Option(
+    None, "--lease-table", envvar="LEASE_TABLE_NAME", help="DynamoDB table of task leases."
+)
 
 
 def apply_env(values: Mapping[str, str | int | float | None]) -> None:

@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from agent_core.commands._common import (
+    AGENT_MODULE_OPTION,
+    ENDPOINT_URL_OPTION,
+    LEASE_TABLE_OPTION,
     apply_env,
     console,
     handler_output_to_stderr,
@@ -67,24 +70,18 @@ def print_summary(summary: Any, title: str = "Producer tick", out: Console | Non
 
 
 def produce(
-    agent_module: str | None = typer.Option(
-        None, "--agent-module", envvar="AGENT_MODULE", help="Runner to load: 'package.module:attr'."
-    ),
+    agent_module: str | None = AGENT_MODULE_OPTION,
     project_hash: str | None = typer.Option(
         None, "--project-hash", envvar="PROJECT_HASH", help="Encord project whose stages to poll."
     ),
     queue_url: str | None = typer.Option(
         None, "--queue-url", envvar="WORK_QUEUE_URL", help="Work queue to send the tasks to."
     ),
-    lease_table: str | None = typer.Option(
-        None, "--lease-table", envvar="LEASE_TABLE_NAME", help="DynamoDB table of task leases."
-    ),
+    lease_table: str | None = LEASE_TABLE_OPTION,
     max_tasks: int | None = typer.Option(
         None, "--max-tasks", envvar="MAX_TASKS_PER_RUN", help="Most tasks to enqueue in this tick."
     ),
-    endpoint_url: str | None = typer.Option(
-        None, "--endpoint-url", envvar="AWS_ENDPOINT_URL", help="AWS endpoint (moto locally)."
-    ),
+    endpoint_url: str | None = ENDPOINT_URL_OPTION,
     region: str | None = typer.Option(
         None, "--region", envvar="AWS_REGION", help="AWS region of the queue and table."
     ),

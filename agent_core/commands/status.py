@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from agent_core.commands._common import console, print_json
+from agent_core.commands._common import ENDPOINT_URL_OPTION, console, print_json
 from agent_core.exceptions import AgentkitError, ConfigurationError
 
 if TYPE_CHECKING:
@@ -51,12 +51,6 @@ REGION_OPTION = typer.Option(
     "--region",
     envvar="AWS_REGION",
     help="AWS region of the stack (default: your AWS config).",
-)
-ENDPOINT_OPTION = typer.Option(
-    None,
-    "--endpoint-url",
-    envvar="AWS_ENDPOINT_URL",
-    help="AWS endpoint for every service (moto locally); leave unset against AWS.",
 )
 
 
@@ -388,7 +382,7 @@ def render_status(report: StatusReport, out: Console) -> None:
 def status(
     stack_name: str | None = STACK_NAME_OPTION,
     region: str | None = REGION_OPTION,
-    endpoint_url: str | None = ENDPOINT_OPTION,
+    endpoint_url: str | None = ENDPOINT_URL_OPTION,
     encord: bool = typer.Option(
         True,
         "--encord/--no-encord",
