@@ -7,6 +7,7 @@ a consumer rejects a version it does not know as a poison message instead of gue
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -50,11 +51,35 @@ class TaskEnvelope(BaseModel):
         return str(self.task.get("uuid"))
 
     @property
+    def visit(self) -> str:
+        return task_visit(str(self.stage_uuid), self.task)
+
+    @property
     def data_hash(self) -> str:
         return str(self.task.get("data_hash"))
 
     def to_body(self) -> str:
         return self.model_dump_json()
+
+
+def task_visit(stage_uuid: str, task: Mapping[str, Any]) -> str:
+    """Which visit of the task to the stage a message is for: the stage and the time the task
+    last changed, which Encord sets when the task enters a stage. A task that leaves and comes
+    back is a new visit, so a lease left from the earlier one never blocks it (docs/LEASES.md).
+    """
+    return f"{stage_uuid}@{task.get('updated_at') or ''}"
+
+
+def canonical_uuid(value: object, what: str) -> str:
+    """``value`` as a lower-case hyphenated UUID, or PoisonMessageError: a task UUID is a lease key,
+    and an upper-cased or padded copy of one must not get a lease of its own."""
+    if isinstance(value, str) and len(value) <= 64:
+        try:
+            return str(UUID(value))
+        except ValueError:
+            pass
+    shown = repr(value)[:80]
+    raise PoisonMessageError(f"{what} {shown} is not a UUID. {FOREIGN_MESSAGE_HINT}")
 
 
 def parse_envelope(body: str) -> TaskEnvelope:
@@ -72,7 +97,8 @@ def parse_envelope(body: str) -> TaskEnvelope:
             f"message body is JSON {type(raw).__name__}, expected an object. {FOREIGN_MESSAGE_HINT}"
         )
     version = raw.get("version")
-    if version != ENVELOPE_VERSION:
+    # Strict: JSON true equals 1 in Python, and must not pass for version 1.
+    if type(version) is not int or version != ENVELOPE_VERSION:
         raise PoisonMessageError(
             f"unknown envelope version {version!r}; this consumer reads version {ENVELOPE_VERSION}. "
             "Deploy producer and consumer from the same release."
@@ -92,7 +118,10 @@ def parse_envelope(body: str) -> TaskEnvelope:
             raise PoisonMessageError(
                 f"task spec in the message has no {field!r}. {FOREIGN_MESSAGE_HINT}"
             )
-    return envelope
+    task = dict(envelope.task)
+    task["uuid"] = canonical_uuid(task["uuid"], "task uuid")
+    task["data_hash"] = canonical_uuid(task["data_hash"], "task data_hash")
+    return envelope.model_copy(update={"task": task})
 
 
 # Message attributes the consumer puts on a message it parks in the DLQ itself (poison messages,

@@ -234,3 +234,5 @@ class TaskOutcome(BaseModel):
     traceback: str | None = None
     retryable: bool = True
     duration_ms: float = 0.0
+    # A rate-limited Encord's ``Retry-After``: retry no sooner than this.
+    retry_after_seconds: int | None = None

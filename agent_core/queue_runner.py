@@ -214,13 +214,16 @@ class QueueRunner(RunnerBase):
         items: Sequence[BatchItem],
         *,
         should_continue: Callable[[], bool] | None = None,
+        deadline: float | None = None,
+        commit_deadline: float | None = None,
     ) -> list[TaskOutcome]:
         """Run the function of ``stage`` on a batch of tasks; one outcome per item, same order.
 
         Encord I/O is done once per batch (see ``agent_core.runner_base``). Items whose
         ``verify_in_stage`` is set are checked to still be in the stage first (one request);
         those that are not are ``skipped``. ``should_continue`` is asked before each task; once it
-        returns False the remaining tasks are ``deferred``. Never raises for a per-task problem;
+        returns False the remaining tasks are ``deferred``. ``deadline``/``commit_deadline``
+        (``time.monotonic()``) bound the Encord I/O and each task (see ``execute_batch``). Never raises for a per-task problem;
         raises StageNotFoundError if no function is registered for ``stage``.
         """
         agent = self._agent_for(stage)
@@ -234,6 +237,8 @@ class QueueRunner(RunnerBase):
             self.client,
             num_retries=0,
             should_continue=should_continue,
+            deadline=deadline,
+            commit_deadline=commit_deadline,
         )
         outcomes: list[TaskOutcome] = []
         for entry in work:

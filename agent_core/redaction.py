@@ -148,3 +148,63 @@ def install_log_redaction(*loggers: object) -> None:
     for handler in handlers:
         if _FILTER not in handler.filters:
             handler.addFilter(_FILTER)
+
+
+def exception_text(exc: BaseException) -> str:
+    """``str(exc)`` redacted, or a stand-in when the exception's own ``__str__`` raises: text
+    about an error must never become a second error (that would fail the whole batch)."""
+    try:
+        text = str(exc)
+    except BaseException:
+        text = f"<{type(exc).__name__}: its message could not be rendered>"
+    return redact(text)
+
+
+def traceback_text(exc: BaseException) -> str:
+    """The formatted traceback of ``exc``, redacted; never raises."""
+    import traceback
+
+    try:
+        text = "".join(traceback.format_exception(exc))
+    except BaseException:
+        text = f"{type(exc).__name__} (traceback could not be rendered)"
+    return redact(text)
+
+
+class RedactedError(Exception):
+    """What leaves a handler in place of an exception: the same class name and a redacted text.
+
+    The Lambda runtime logs ``errorType`` and ``errorMessage`` of whatever a handler raises,
+    past every log filter; it gets this copy, never the original (whose text, arguments, cause
+    and traceback may quote the key).
+    """
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+    def __str__(self) -> str:
+        return f"{self.error_type}: {self.args[0]}"
+
+
+def escaping(exc: BaseException) -> BaseException:
+    """What a handler lets escape in place of ``exc``: a redacted copy, except for a bare
+    process-stop signal (KeyboardInterrupt, SystemExit, a harness's kill) whose text is clean,
+    which keeps its type so that whoever stops the process still recognises it."""
+    from agent_core.exceptions import AgentkitError
+
+    text = exception_text(exc)
+    if isinstance(exc, AgentkitError):
+        # Our own types keep their class (errorType names what to fix), with a redacted text.
+        try:
+            return type(exc)(text)
+        except Exception:  # a subclass with another constructor
+            return RedactedError(type(exc).__name__, text)
+    if not isinstance(exc, Exception):
+        try:
+            clean = str(exc) == text
+        except BaseException:
+            clean = False
+        if clean:
+            return exc
+    return RedactedError(type(exc).__name__, text)

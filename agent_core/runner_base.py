@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import sys
 import time
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -41,7 +40,7 @@ from agent_core.models import (
     TaskOutcome,
     TaskStatus,
 )
-from agent_core.redaction import redact
+from agent_core.redaction import exception_text, redact, traceback_text
 
 if TYPE_CHECKING:
     from encord.objects.ontology_labels_impl import LabelRowV2
@@ -431,12 +430,15 @@ class WorkItem:
         tb: str | None = None,
     ) -> None:
         message: str | None = None
+        retry_after: int | None = None
         if isinstance(error, BaseException):
             self.error = error
-            message = str(error) or type(error).__name__
+            # Safe even when the exception's own __str__ raises (it fails this task only).
+            message = exception_text(error) or type(error).__name__
             error_type = error_type or type(error).__name__
+            retry_after = _retry_after(error)
             if tb is None:
-                tb = "".join(traceback.format_exception(error))
+                tb = traceback_text(error)
         else:
             message = error
         pathway = self.pathway if status == "succeeded" else None
@@ -455,22 +457,32 @@ class WorkItem:
             traceback=tb,
             retryable=retryable,
             duration_ms=round(self.duration_ms, 3),
+            retry_after_seconds=retry_after,
         )
 
 
+def _retry_after(exc: BaseException) -> int | None:
+    """The delay a rate-limited Encord asked for (429 ``Retry-After``), if any."""
+    value = getattr(exc, "retry_after", None)
+    return value if isinstance(value, int) and value > 0 else None
+
+
 def _fail_all(items: Sequence[WorkItem], exc: BaseException, during: str) -> None:
-    log.warning("Encord error while %s; failing %d task(s): %r", during, len(items), exc)
-    tb = "".join(traceback.format_exception(exc))
+    text = exception_text(exc)
+    log.warning("Encord error while %s; failing %d task(s): %s", during, len(items), text)
+    tb = traceback_text(exc)
     for item in items:
         if item.pending:
             item.pathway = None
             item.finish(
                 "failed",
-                error=f"Encord error while {during}: {type(exc).__name__}: {exc}",
+                error=f"Encord error while {during}: {type(exc).__name__}: {text}",
                 error_type=type(exc).__name__,
                 retryable=True,
                 tb=tb,
             )
+            if item.outcome is not None:
+                item.outcome.retry_after_seconds = _retry_after(exc)
 
 
 def _resolve_pathway(value: object, stage: AgentStage, agent: RunnerAgent) -> AgentPathway:
@@ -548,7 +560,10 @@ def _run_one(
     stage: AgentStage,
     client: EncordUserClient,
     num_retries: int,
+    deadline: float | None = None,
 ) -> None:
+    from agent_core.pipeline.deadline import DeadlineExceeded, bounded_call
+
     assert item.task is not None
     context = TaskContext(
         task=item.task,
@@ -565,27 +580,39 @@ def _run_one(
             item.pathway = item.save_row = None
             item.priority = None
             try:
-                _apply_result(_call_agent(agent, context, item), item, stage, agent)
+                # With a deadline the agent runs on a bounded worker: a hang or any BaseException
+                # (CancelledError, SystemExit, a custom one) fails this task alone.
+                result = bounded_call(
+                    lambda: _call_agent(agent, context, item),
+                    deadline=deadline,
+                    what=f"{agent.function_name} on task {item.task_uuid}",
+                )
+                _apply_result(result, item, stage, agent)
                 return
             except KeyboardInterrupt:
                 raise
+            except DeadlineExceeded as exc:
+                log.error("Task %s: %s", item.task_uuid, exc)
+                item.finish("failed", error=exc, error_type="TaskTimeout", retryable=True)
+                return
             except NON_RETRYABLE as exc:
-                log.error("Task %s: %s", item.task_uuid, redact(str(exc)))
+                log.error("Task %s: %s", item.task_uuid, exception_text(exc))
                 item.finish("failed", error=exc, retryable=False)
                 return
-            except (Exception, SystemExit) as exc:
-                # An agent calling sys.exit() fails its own task, not the whole batch.
-                # The agent's error text is not ours to trust: it may quote the key.
+            except BaseException as exc:
+                # Whatever the agent raised fails its own task, not the whole batch. The agent's
+                # error text is not ours to trust: it may quote the key, or fail to render.
                 log.warning(
-                    "Task %s: attempt %d/%d of %s failed: %s",
+                    "Task %s: attempt %d/%d of %s failed: %s: %s",
                     item.task_uuid,
                     attempt,
                     num_retries + 1,
                     agent.function_name,
-                    redact(repr(exc)),
+                    type(exc).__name__,
+                    exception_text(exc),
                 )
                 if log.isEnabledFor(logging.DEBUG):
-                    log.debug("%s", redact("".join(traceback.format_exception(exc))))
+                    log.debug("%s", traceback_text(exc))
                 # A dependency that fails is not retried, as in encord-agents (which solves them
                 # once per task, outside its retry loop).
                 if attempt > num_retries or item.dependency_failed:
@@ -757,15 +784,21 @@ def execute_batch(
     should_continue: Callable[[], bool] | None = None,
     on_task_done: Callable[[WorkItem], None] | None = None,
     stop_on: Callable[[WorkItem], bool] | None = None,
+    deadline: float | None = None,
+    commit_deadline: float | None = None,
 ) -> None:
     """Run ``agent`` on ``items`` (tasks of ``stage``), setting every item's ``outcome``.
 
     Never raises for a per-task problem; an Encord error while fetching for the batch fails every
     item that had not finished (retryable). ``stop_on(failed_item)`` returning True stops the
     batch there without committing anything (encord-agents' all-or-nothing batches): the other
-    unfinished items end ``deferred``.
+    unfinished items end ``deferred``. With a ``deadline`` (``time.monotonic()``) the fetch and
+    every task end by it, and the commit by ``commit_deadline``: what overruns fails
+    (``TaskTimeout``), and a task is not started unless the slowest task so far would still fit.
     """
-    try:
+    from agent_core.pipeline.deadline import bounded_call
+
+    def fetch() -> None:
         _verify_in_stage(items, stage)
         if agent.needs_label_row_metadata:
             _load_label_rows(items, agent, project)
@@ -779,6 +812,9 @@ def execute_batch(
             )
         if agent.needs_storage_item:
             _load_storage_items(items, client)
+
+    try:
+        bounded_call(fetch, deadline=deadline, what="fetching the batch from Encord")
     except Exception as exc:
         _fail_all(items, exc, "fetching the batch's tasks, label rows and storage items")
         return
@@ -786,20 +822,33 @@ def execute_batch(
     if stop_on is not None and _stop(items, items, stop_on):
         return
     deferring = False
+    slowest = 0.0
     for item in items:
         if not item.pending:
             continue
         if not deferring and should_continue is not None and not should_continue():
             deferring = True
+        if not deferring and deadline is not None and time.monotonic() + slowest > deadline:
+            # Starting it would most likely end in a timeout: hand it back unrun instead.
+            deferring = True
         if deferring:
             item.finish("deferred", error="Not started: out of time for this batch.")
             continue
-        _run_one(item, agent, project, stage, client, num_retries)
+        _run_one(item, agent, project, stage, client, num_retries, deadline)
+        slowest = max(slowest, item.duration_ms / 1000.0)
         if on_task_done is not None:
             on_task_done(item)
         if stop_on is not None and _stop([item], items, stop_on):
             return
-    _commit(items, project, stage)
+    try:
+        bounded_call(
+            lambda: _commit(items, project, stage),
+            deadline=commit_deadline,
+            what="committing the batch to Encord",
+        )
+    except Exception as exc:
+        # The abandoned commit may still land; a retry then finds those tasks gone (skipped).
+        _fail_all([i for i in items if i.pending], exc, "committing the batch")
 
 
 def _stop(

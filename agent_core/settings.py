@@ -63,6 +63,8 @@ class PipelineSettings(BaseSettings):
     time_guard_ms: int = Field(default=10_000, alias="TIME_GUARD_MS")
     # How long a lease outlives its message when nothing releases it (>= DLQ retention).
     lease_ttl_seconds: int = Field(default=15 * 24 * 3600, alias="LEASE_TTL_SECONDS")
+    # How long past its invocation's timeout a running lease still blocks another delivery.
+    lease_run_margin_seconds: int = Field(default=30, alias="LEASE_RUN_MARGIN_SECONDS")
 
 
 def load_ssh_key(settings: EncordSettings | None = None) -> SecretStr:

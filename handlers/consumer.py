@@ -10,9 +10,10 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from agent_core.pipeline.consume import CONSUMER_SERVICE, handle_sqs_event
+from agent_core.pipeline.consume import CONSUMER_SERVICE, handle_sqs_event, warm_up
 from agent_core.pipeline.context import LambdaContextLike, ensure_context
 from agent_core.pipeline.observability import capture_handler, make_tracer, service_name
+from agent_core.redaction import escaping
 from agent_core.vendored import ensure_vendored
 
 # The vision build ships numpy and OpenCV zipped: unpack them (once per execution environment)
@@ -21,6 +22,7 @@ ensure_vendored()
 
 # POWERTOOLS_SERVICE_NAME wins: an explicit service= would override it.
 logger = Logger(service=service_name(CONSUMER_SERVICE))
+warm_up()
 tracer = make_tracer(CONSUMER_SERVICE)
 
 
@@ -31,5 +33,10 @@ def _handle(event: dict[str, Any], context: LambdaContextLike) -> dict[str, Any]
 
 
 def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    result: dict[str, Any] = _handle(event, ensure_context(context))
+    try:
+        result: dict[str, Any] = _handle(event, ensure_context(context))
+    except BaseException as exc:
+        # The runtime logs what escapes (errorType, errorMessage) past every log filter: only a
+        # redacted copy may leave, without the original's cause, arguments or traceback.
+        raise escaping(exc) from None
     return result

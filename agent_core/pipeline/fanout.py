@@ -1,7 +1,7 @@
 """The producer: list the tasks of every stage the runner implements and enqueue one message per
 task that is not already in flight.
 
-Per page of tasks: take leases (conditional writes, in parallel), check that the leased tasks are
+Per page of tasks: take leases (one conditional transaction), check that the leased tasks are
 still in the stage (one request: the page was listed before the leases were taken), list the
 label-row metadata of the leased tasks in ONE request when the stage's function needs it, build the
 envelopes, send them
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent_core.encord_io import list_label_row_metadata, metadata_to_dict, tasks_in_stage
 from agent_core.exceptions import ConfigurationError, CredentialsError
-from agent_core.message import TaskEnvelope
+from agent_core.message import TaskEnvelope, task_visit
 from agent_core.pipeline.leases import LeaseRequest, LeaseTable
 from agent_core.pipeline.sqs import BatchSender, OutgoingMessage, SqsLimits
 from agent_core.redaction import redact
@@ -208,10 +208,7 @@ class Producer:
         stage_uuid = str(config.stage_uuid)
         project_hash = self.runner.project_hash
         leased: list[AgentTask] = []
-        live = self.leases.live_task_uuids([str(t.uuid) for t in page], stage_uuid)
-        summary.listed += sum(1 for t in page if str(t.uuid) in live)
-        summary.skipped_in_flight += sum(1 for t in page if str(t.uuid) in live)
-        remaining = [t for t in page if str(t.uuid) not in live]
+        remaining = list(page)
         stopped: str | None = None
         while remaining:
             if self._budget <= 0:
@@ -221,8 +218,13 @@ class Producer:
                 stopped = "time"
                 break
             take, remaining = remaining[: self._budget], remaining[self._budget :]
+            # One transaction per page: tasks in flight are refused inside it (docs/LEASES.md).
             results = self.leases.acquire_many(
-                [LeaseRequest(str(t.uuid), stage_uuid, project_hash) for t in take], self.run_id
+                [
+                    LeaseRequest(str(t.uuid), stage_uuid, project_hash, visit=_visit(stage_uuid, t))
+                    for t in take
+                ],
+                self.run_id,
             )
             for task in take:
                 summary.listed += 1
@@ -373,6 +375,14 @@ class Producer:
                     "producer: could not confirm leases of sent messages",
                     extra={"task_uuids": unconfirmed[:20]},
                 )
+
+
+def _visit(stage_uuid: str, task: AgentTask) -> str:
+    import json
+
+    # From the same JSON the envelope carries, so producer and consumer name the visit alike.
+    spec: dict[str, Any] = json.loads(task.model_dump_json(include={"updated_at"}))
+    return task_visit(stage_uuid, spec)
 
 
 # -- project access ----------------------------------------------------------------------------

@@ -35,6 +35,8 @@ class PipelineRunner(Protocol):
         items: Sequence[BatchItem],
         *,
         should_continue: Callable[[], bool] | None = None,
+        deadline: float | None = None,
+        commit_deadline: float | None = None,
     ) -> list[TaskOutcome]: ...
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -141,9 +140,10 @@ class BatchSender:
             for batch in batches:
                 report.merge(self._send_batch(batch))
             return report
-        with ThreadPoolExecutor(max_workers=min(self.max_workers, len(batches))) as pool:
-            for part in pool.map(self._send_batch, batches):
-                report.merge(part)
+        from agent_core.pipeline.deadline import fan_out_executor
+
+        for part in fan_out_executor().map(self._send_batch, batches):
+            report.merge(part)
         return report
 
     def _send_batch(self, batch: list[OutgoingMessage]) -> SendReport:

@@ -87,6 +87,11 @@ class LocalLambdaContext:
                 raise SimulatedCrash(f"invocation {self.aws_request_id} killed by fault injection")
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
+    def restart_clock(self) -> None:
+        """Start the timeout now: an execution environment's init (cold start) is not part of
+        the invocation's timeout in Lambda."""
+        self._deadline = time.monotonic() + self.timeout_seconds
+
     @property
     def doomed(self) -> bool:
         return self._crash_at_call is not None
@@ -209,6 +214,7 @@ class LocalPoller:
         self._receive_lock = threading.Lock()
         self._in_flight = 0
         self._pending_duplicates: collections.deque[dict[str, Any]] = collections.deque()
+        self._stop_when: Callable[[], bool] | None = None
 
     @classmethod
     def for_shape(
@@ -231,11 +237,17 @@ class LocalPoller:
         batch = self._collect_batch(deadline)
         return self._invoke(batch) if batch else None
 
-    def drain(self, *, timeout_seconds: float = 120.0) -> PollerStats:
+    def drain(
+        self, *, timeout_seconds: float = 120.0, stop_when: Callable[[], bool] | None = None
+    ) -> PollerStats:
         """Invoke until the queue is empty with nothing in flight, or until the timeout.
 
-        ``stats.drained`` says which of the two ended it.
+        Like Lambda's event-source mapping, workers keep polling an empty queue while
+        ``stop_when()`` is False (e.g. until a producer running beside the poller is done), so an
+        idle moment before the first send does not end the drain. ``stats.drained`` says whether
+        the queue was drained when it ended.
         """
+        self._stop_when = stop_when
         started = time.monotonic()
         deadline = started + timeout_seconds
         stop = threading.Event()
@@ -280,7 +292,7 @@ class LocalPoller:
                     continue
                 # Received records count as not-visible on the queue until deleted, and running
                 # invocations as in flight, so an idle worker can tell "drained" on its own.
-                if self.is_drained():
+                if (self._stop_when is None or self._stop_when()) and self.is_drained():
                     stop.set()
             except Exception as exc:  # an SQS hiccup must not end the drain
                 self._note_error(f"poller: {type(exc).__name__}: {exc}")

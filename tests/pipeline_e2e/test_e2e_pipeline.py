@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import e2e_agents
-from e2e_helpers import MAX_RECEIVE_COUNT, run_cli
+from e2e_helpers import KIT_RUNS, run_cli
 
 from agent_core.message import DlqAttributes
 from agent_core.pipeline.replay import DlqFilter
@@ -125,17 +125,17 @@ def test_two_stage_pipeline_end_to_end(make_stack: Callable[..., LocalStack]) ->
     assert e2e_agents.attempts("triage", "flaky_00.jpg") == 3
     assert _actions_per_stage(stack, flaky)["triage"] == 1
 
-    # The broken tasks are in the DLQ with their error after MAX_RECEIVE_COUNT attempts.
+    # The broken tasks are in the DLQ with their error after KIT_RUNS attempts.
     dlq = stack.dlq_messages()
     assert sorted(m.data_title or "" for m in dlq) == ["broken_00.jpg", "broken_01.jpg"]
     for message in dlq:
         assert message.reason == "failed"
         assert message.error_type == "BrokenModelError"
         assert "model cannot read broken_0" in (message.error or "")
-        assert message.receive_count == MAX_RECEIVE_COUNT
+        assert message.receive_count == KIT_RUNS
         assert message.stage_name == "triage"
         assert _stage_of(stack, tasks[message.data_title or ""]) == "triage"
-    assert e2e_agents.attempts("triage", "broken_00.jpg") == MAX_RECEIVE_COUNT
+    assert e2e_agents.attempts("triage", "broken_00.jpg") == KIT_RUNS
 
     # A tick now enqueues the tasks that moved on to "check" (unless the mid-run tick already
     # did), never the DLQ'd tasks, whose leases stay until they are replayed.

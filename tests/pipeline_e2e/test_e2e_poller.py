@@ -185,6 +185,31 @@ def test_batching_window_gathers_messages_that_arrive_late(
     assert report is not None and report.records == 5 and sizes == [5]
 
 
+def test_drain_keeps_polling_an_empty_queue_until_the_producer_is_done(
+    moto_server: MotoServer, queues: LocalResources, sqs: Any
+) -> None:
+    # Like Lambda's event-source mapping: an empty queue before the producer's first send does not
+    # stop the workers; they stop once the producer is done and the queue is drained.
+    handled: list[int] = []
+    producer_done = threading.Event()
+
+    def handler(event: dict[str, Any], context: LocalLambdaContext) -> None:
+        handled.extend(_n(r) for r in event["Records"])
+
+    def produce() -> None:
+        _send(sqs, queues.work_queue_url, 4)
+        producer_done.set()
+
+    poller = _poller(moto_server, queues, handler, batch_size=10)
+    late = threading.Timer(1.5, produce)
+    late.start()
+    try:
+        stats = poller.drain(timeout_seconds=30, stop_when=producer_done.is_set)
+    finally:
+        late.join()
+    assert stats.drained and sorted(handled) == [0, 1, 2, 3]
+
+
 def _duplicate_run(moto_server: MotoServer, seed: int) -> tuple[list[int], int]:
     shape = PipelineShape(visibility_timeout_seconds=5, consumer_timeout_seconds=5)
     queues = create_resources(shape, client_factory=moto_server.client)

@@ -4,7 +4,8 @@
 every run injects the same agent faults into the same tasks:
 
 - ``triage``: ``i % 50 == 7`` always raises (2% of the tasks end in the DLQ); ``i % 10 == 3``
-  raises on its first call only (10%); ``i % 20 == 5`` returns ``drop`` (-> Discarded), every
+  raises on its first call only (10%); ``i % 100 == 17`` hangs on its first call and
+  ``i % 100 == 27`` raises a BaseException on it (1% each); ``i % 20 == 5`` returns ``drop`` (-> Discarded), every
   other task ``keep`` (-> check).
 - ``check``: ``i % 10 == 6`` raises on its first call only (10%); ``i % 25 == 9`` returns
   ``redo`` (-> Annotate), every other task ``accept`` (-> Complete).
@@ -83,7 +84,19 @@ def always_fails(stage: str, title: str) -> bool:
 
 def fails_once(stage: str, title: str) -> bool:
     i = index_of(title)
-    return (i % 10 == 3) if stage == TRIAGE else (i % 10 == 6)
+    return (
+        (i % 10 == 3 or i % 100 in (HANGS_ONCE, STOPS_ONCE)) if stage == TRIAGE else (i % 10 == 6)
+    )
+
+
+# Triage tasks whose first call hangs past the invocation's deadline, or raises a BaseException
+# that is not an Exception (1% each).
+HANGS_ONCE, STOPS_ONCE = 17, 27
+HANG_RELEASE = threading.Event()
+
+
+class SoakStop(BaseException):
+    """A BaseException an agent's library might raise (not an Exception)."""
 
 
 def pathway_for(stage: str, title: str) -> str:
@@ -129,7 +142,12 @@ def _call(stage: str, title: str) -> None:
     if always_fails(stage, title):
         raise SoakFailure(f"{stage} cannot handle {title} (attempt {n})")
     if fails_once(stage, title) and n == 1:
-        raise SoakFailure(f"{stage} hit a transient error on {title}")
+        if stage == TRIAGE and index_of(title) % 100 == HANGS_ONCE:
+            HANG_RELEASE.wait(120)  # hangs: the consumer abandons it at its deadline
+        elif stage == TRIAGE and index_of(title) % 100 == STOPS_ONCE:
+            raise SoakStop(f"{stage} stopped on {title}")
+        else:
+            raise SoakFailure(f"{stage} hit a transient error on {title}")
 
 
 def make_soak_runner() -> QueueRunner:

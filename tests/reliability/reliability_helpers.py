@@ -19,7 +19,10 @@ if TYPE_CHECKING:
     from infra.localstack.stack import LocalStack
 
 EDGE_AGENT = "reliability_agents:make_edge_runner"
-MAX_RECEIVE_COUNT = 3
+# The queue redrives after 4 receives; the kit runs a task at most 3 times (LAST_RUN) and keeps
+# the 4th receive for parking what was killed (agent_core.pipeline.consume).
+MAX_RECEIVE_COUNT = 4
+LAST_RUN = MAX_RECEIVE_COUNT - 1
 
 
 def edge_shape() -> PipelineShape:

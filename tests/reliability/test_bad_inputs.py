@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import reliability_agents as agents
 from reliability_helpers import (
-    MAX_RECEIVE_COUNT,
+    LAST_RUN,
     attr,
     closed_port,
     dlq_raw,
@@ -162,7 +162,7 @@ def test_unusable_return_value_is_parked_without_retries(
 
     response = invoke_consumer(event)
 
-    # A retry cannot fix the code: straight to the DLQ, not after MAX_RECEIVE_COUNT runs.
+    # A retry cannot fix the code: straight to the DLQ, not after LAST_RUN runs.
     assert response == {"batchItemFailures": []}
     _assert_neighbours_done(stack, "ok_00.jpg", "ok_01.jpg")
     (parked,) = dlq_raw(stack)
@@ -197,7 +197,7 @@ def _config_failure(
         reset_handler_state()
         response = invoke_consumer([good[0], poison, good[1]])
         # The second good task on its last allowed receive: parked, with the reason.
-        last = invoke_consumer([record(stack, messages["ok_02.jpg"], MAX_RECEIVE_COUNT)])
+        last = invoke_consumer([record(stack, messages["ok_02.jpg"], LAST_RUN)])
     reset_handler_state()
 
     assert failure_ids(response) == {r["messageId"] for r in good}

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from agent_core.pipeline.leases import ClaimStatus, LeaseRequest, LeaseTable
+from agent_core.pipeline.leases import ClaimRequest, ClaimStatus, LeaseRequest, LeaseTable
 
 if TYPE_CHECKING:
     from infra.emulator import Emulator
@@ -42,7 +42,9 @@ def _race(table: LeaseTable) -> list[ClaimStatus]:
 
     def claim(n: int) -> None:
         start.wait(timeout=10)
-        status = table.claim(request, run_token=f"run-{n}", run_seconds=60).status
+        status = table.claim(
+            ClaimRequest(request, run_token=f"run-{n}", message_id=f"m-{n}"), run_seconds=60
+        ).status
         with lock:
             statuses.append(status)
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import reliability_agents as agents
 from reliability_helpers import (
-    MAX_RECEIVE_COUNT,
+    LAST_RUN,
     dlq_raw,
     edge_stack,
     enqueue_and_receive,
@@ -96,7 +96,7 @@ def test_a_failed_dlq_send_keeps_the_message_and_does_not_park_its_lease(
     stack: LocalStack,
 ) -> None:
     messages = enqueue_and_receive(stack)
-    final = record(stack, messages["fails_00.jpg"], MAX_RECEIVE_COUNT)
+    final = record(stack, messages["fails_00.jpg"], LAST_RUN)
     missing_dlq = stack.queues.dead_letter_queue_url + "-gone"
     with patched_environ({"DEAD_LETTER_QUEUE_URL": missing_dlq}):
         reset_handler_state()
@@ -109,11 +109,16 @@ def test_a_failed_dlq_send_keeps_the_message_and_does_not_park_its_lease(
     state = lease(stack, titles(stack)["fails_00.jpg"])
     assert state is not None and state["state"] == "failed" and "parked_message" not in state
 
-    # Its next delivery runs, and parks it for real.
-    again = record(stack, messages["fails_00.jpg"], MAX_RECEIVE_COUNT + 1)
+    # Its next delivery (the receive the kit keeps for parking) parks it for real, without
+    # running it again, with the error its last run recorded in the lease.
+    again = record(stack, messages["fails_00.jpg"], LAST_RUN + 1)
     assert _invoke([again]) == {"batchItemFailures": []}
-    assert len(dlq_raw(stack)) == 1
-    assert agents.calls()[(agents.WORK, "fails_00.jpg")] == 2
+    (message,) = dlq_raw(stack)
+    assert (
+        "cannot handle fails_00.jpg"
+        in message["MessageAttributes"]["agentkit.error"]["StringValue"]
+    )
+    assert agents.calls()[(agents.WORK, "fails_00.jpg")] == 1
     parked = lease(stack, titles(stack)["fails_00.jpg"])
     assert parked is not None and parked["parked_message"] == final["messageId"]
 
@@ -122,7 +127,7 @@ def test_stale_copy_of_a_parked_message_is_dropped_but_a_replay_runs(stack: Loca
     """SQS may deliver a message again after its last attempt was parked in the DLQ: the copy
     must not run the task again nor park it twice; a replay (a new message) still runs."""
     messages = enqueue_and_receive(stack)
-    final = record(stack, messages["fails_00.jpg"], MAX_RECEIVE_COUNT)
+    final = record(stack, messages["fails_00.jpg"], LAST_RUN)
     assert _invoke([final]) == {"batchItemFailures": []}
     assert agents.calls()[(agents.WORK, "fails_00.jpg")] == 1
 
@@ -166,7 +171,7 @@ def test_a_task_that_leaves_between_listing_and_leasing_is_not_enqueued(
     moves: list[str] = []
 
     def move_once(**_: Any) -> None:
-        # Runs when the producer reads the page's leases: after the listing, before leasing.
+        # Runs when the producer writes the page's leases: after the listing, before leasing.
         if moves:
             return
         for task in project.workflow.get_stage(name=agents.WORK).get_tasks():
@@ -175,11 +180,13 @@ def test_a_task_that_leaves_between_listing_and_leasing_is_not_enqueued(
                 moves.append(moved)
 
     client = dynamodb_client()
-    client.meta.events.register("before-parameter-build.dynamodb.BatchGetItem", move_once)
+    client.meta.events.register("before-parameter-build.dynamodb.TransactWriteItems", move_once)
     try:
         summary = stack.producer_tick()
     finally:
-        client.meta.events.unregister("before-parameter-build.dynamodb.BatchGetItem", move_once)
+        client.meta.events.unregister(
+            "before-parameter-build.dynamodb.TransactWriteItems", move_once
+        )
 
     stage = summary["stages"][agents.WORK]
     assert moves == [moved]

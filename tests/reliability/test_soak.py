@@ -45,6 +45,8 @@ MAX_TASKS_PER_TICK = 100
 TICK_WHEN_DEPTH_BELOW = 40
 # The invocation from which one is doomed to die after committing (the first few warm up).
 CRASH_FROM_INVOCATION = 4
+STRETCH_429_SECONDS = 8
+STRETCH_ROUTES = r"re:^GET /v2/|^RPC labelrow"
 SOAK_DEADLINE_SECONDS = 330
 # Every Encord API route the SDK calls (media blobs are not used by these agents).
 API_ROUTES = r"re:^(GET|POST|PUT|PATCH) /v2/|^RPC "
@@ -136,9 +138,13 @@ class SoakHarness:
                     self.doomed_request = None
 
     def before_lease_write(self, params: dict[str, Any], **_: Any) -> None:
-        if not str(params.get("ConditionExpression", "")).startswith("run_token"):
-            return  # producer writes and consumer claims
-        token = str(params["ExpressionAttributeValues"][":token"]["S"])
+        # The consumer ends its runs in one transaction per batch; each item is conditioned on
+        # its run_token. Producer writes and claims have other conditions.
+        items = [next(iter(i.values())) for i in params.get("TransactItems", [])]
+        ending = [i for i in items if str(i.get("ConditionExpression", "")).startswith("run_token")]
+        if not ending:
+            return
+        token = str(ending[0]["ExpressionAttributeValues"][":token"]["S"])
         request_id = token.split(":", 1)[0]
         with self.lock:
             if self.crash is not None and self.crash.request_id == request_id:
@@ -265,6 +271,16 @@ def test_soak_every_task_exactly_once_or_parked(capsys: pytest.CaptureFixture[st
         )
         ticker = threading.Thread(target=producer.run, name="soak-producer", daemon=True)
         ticker.start()
+        # A long 429 stretch: every Encord read refused (Retry-After: 2) for a while. Reads
+        # only: a refused read fails a batch before its agents run, while a commit abandoned at
+        # the deadline makes its agents run again (allowed, but not what this soak counts).
+        stretch = FaultRule(endpoint=STRETCH_ROUTES, rate=1.0, status=429, retry_after=2)
+        stretch_on = threading.Timer(40, lambda: emulator.faults.add(stretch))
+        stretch_off = threading.Timer(
+            40 + STRETCH_429_SECONDS, lambda: emulator.faults.remove(stretch)
+        )
+        stretch_on.start()
+        stretch_off.start()
         deadline = time.monotonic() + SOAK_DEADLINE_SECONDS
         done = False
         try:
@@ -277,8 +293,23 @@ def test_soak_every_task_exactly_once_or_parked(capsys: pytest.CaptureFixture[st
         finally:
             producer.stop.set()
             ticker.join(timeout=60)
+            stretch_on.cancel()
+            stretch_off.join(timeout=STRETCH_429_SECONDS + 45)
             for rule in rules:
                 emulator.faults.remove(rule)
+        # Tasks come back: the tasks "redo" sent to Annotate are rejected back into check, a new
+        # visit each; one tick enqueues them (their old leases are gone or of another visit) and
+        # each proceeds once more.
+        came_back = {t for t in title_of if state.task_stage(t).title == "Annotate"}
+        if done and came_back:
+            annotate = state.stage_uuid(stack.project_hash, "Annotate")
+            check = state.stage_uuid(stack.project_hash, agents.CHECK)
+            state.move_tasks(stack.project_hash, annotate, check, sorted(came_back), "reviewer")
+            came_back_enqueued = stack.producer_tick()["totals"]["enqueued"]
+            poller.drain(timeout_seconds=60)
+        else:
+            came_back_enqueued = 0
+        agents.HANG_RELEASE.set()
         elapsed = time.monotonic() - started
 
         # -- gather ---------------------------------------------------------------------------
@@ -301,11 +332,13 @@ def test_soak_every_task_exactly_once_or_parked(capsys: pytest.CaptureFixture[st
         stats = poller.stats
 
     visits = collections.Counter(stage for route in routes.values() for stage, _ in route)
+
+    def expected_route(t: str) -> list[tuple[str, str]]:
+        route = agents.expected_route(title_of[t])
+        return [*route, (agents.CHECK, "redo")] if t in came_back else route
+
     expected_visits = collections.Counter(
-        stage
-        for t, title in title_of.items()
-        if t not in always_failing
-        for stage, _ in agents.expected_route(title)
+        stage for t in title_of if t not in always_failing for stage, _ in expected_route(t)
     )
     once_failures = sum(
         1
@@ -318,6 +351,7 @@ def test_soak_every_task_exactly_once_or_parked(capsys: pytest.CaptureFixture[st
         for stage, _ in agents.expected_route(title)[: 1 if t in always_failing else None]:
             ran = calls.get((stage, title), 0)
             allowed = 2 if agents.fails_once(stage, title) else 1
+            allowed += int(t in came_back and stage == agents.CHECK)
             if t in always_failing:
                 allowed = MAX_RECEIVE_COUNT + harness.duplicates[t]
             if ran > allowed or (t not in always_failing and ran != allowed):
@@ -340,6 +374,17 @@ def test_soak_every_task_exactly_once_or_parked(capsys: pytest.CaptureFixture[st
             harness.duplicates[t] for t in always_failing
         ),
         "runs_beyond_expected": len(extra_runs),
+        "hangs_and_base_exceptions_injected": sum(
+            1
+            for title in title_of.values()
+            if title.startswith("t_")
+            and agents.index_of(title) % 100 in (agents.HANGS_ONCE, agents.STOPS_ONCE)
+            and not agents.always_fails("triage", title)
+        ),
+        "came_back_to_check": len(came_back),
+        "came_back_enqueued": came_back_enqueued,
+        "stretch_429_seconds": STRETCH_429_SECONDS,
+        "stretch_429_refusals": stretch.injected,
         "injected_once_failures": once_failures,
         "encord_api_requests": api_requests,
         "encord_faults_injected": dict(faults_by_status),
@@ -381,13 +426,15 @@ def test_soak_every_task_exactly_once_or_parked(capsys: pytest.CaptureFixture[st
     assert stats.duplicates_injected > 0 and harness.duplicates
     assert faults_by_status["429"] > 0 and faults_by_status["503"] > 0, faults_by_status
     assert producer.ticks_during_consumer_runs > 0
+    assert stretch.injected > 0
+    assert came_back and came_back_enqueued == len(came_back)
     assert once_failures > 0 and always_failing
 
     # Every task took exactly its route: one proceed per agent stage, the expected pathway.
     wrong = {
         title_of[t]: route
         for t, route in routes.items()
-        if route != ([] if t in always_failing else agents.expected_route(title_of[t]))
+        if route != ([] if t in always_failing else expected_route(t))
     }
     assert not wrong, f"tasks lost or proceeded twice: {dict(list(wrong.items())[:10])}"
     for t, title in title_of.items():

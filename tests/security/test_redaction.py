@@ -5,13 +5,16 @@ from __future__ import annotations
 import io
 import json
 import logging
+from typing import Any
 
 import pytest
 from reliability_helpers import new_ssh_key
 
+from agent_core.exceptions import ConfigurationError
 from agent_core.redaction import (
     REDACTED_FRAGMENT,
     RedactingFilter,
+    escaping,
     install_log_redaction,
     redact,
     remember_secret,
@@ -103,3 +106,32 @@ def test_install_adds_the_filter_once_to_root_and_given_handlers() -> None:
     finally:
         logging.getLogger().removeHandler(root_handler)
         logger.removeHandler(own)
+
+
+class _Stop(BaseException):
+    pass
+
+
+class _BadStr(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda k: RuntimeError(f"signing with {k}"),
+        lambda k: ConfigurationError(f"could not use key {k}"),
+        lambda k: _Stop(f"stopped with {k}"),
+        lambda k: _BadStr(),
+    ],
+    ids=["exception", "own-error-type", "base-exception", "str-raises"],
+)
+def test_what_escapes_a_handler_carries_no_key_and_renders(key: str, make: Any) -> None:
+    original = make(key)
+    escaped = escaping(original)
+    text = f"{type(escaped).__name__}: {escaped}"
+    assert "PRIVATE KEY" not in text and all(line not in text for line in _body(key))
+    assert escaped.__cause__ is None and escaped.__traceback__ is None
+    if isinstance(original, ConfigurationError):
+        assert type(escaped) is ConfigurationError  # errorType still names what to fix
