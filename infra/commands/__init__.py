@@ -12,8 +12,7 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from agent_core.commands import bench  # moves to infra.commands.bench (branch i14-bench)
-    from infra.commands import demo, events, poll
+    from infra.commands import bench, demo, events, poll
     from infra.emulator.cli import emulator_app
 
     app.add_typer(emulator_app, name="emulator")
