@@ -73,11 +73,15 @@ define dependencies_layer
 	$(if $(filter 1,$(VISION_ARCHIVE)),"$(PYTHON)" "$(ROOT)/scripts/lambda_package.py" pack "$(LAYER_SITE)" $(addprefix --dist ,$(VISION_ARCHIVE_DISTS)))
 endef
 
-# A function: the kit's code and the agent; infra/ and tests/ never ship.
+# The agentkit command line: run on a workstation, never by a handler (docs/ARCHITECTURE.md).
+CLI_ONLY := agent_core/cli.py agent_core/commands
+
+# A function: the kit's code and the agent; infra/, tests/ and the command line never ship.
 define function_code
 	$(check_artifacts_dir)
 	mkdir -p "$(ARTIFACTS_DIR)"
 	$(foreach pkg,$(SOURCE_PACKAGES),rm -rf "$(ARTIFACTS_DIR)/$(pkg)" && cp -R "$(ROOT)/$(pkg)" "$(ARTIFACTS_DIR)/$(pkg)" &&) true
+	rm -rf $(foreach path,$(CLI_ONLY),"$(ARTIFACTS_DIR)/$(path)")
 	$(call prune,$(ARTIFACTS_DIR))
 endef
 
@@ -93,7 +97,11 @@ endef
 
 requirements_path = $(if $(filter /%,$(1)),$(1),$(ROOT)/$(1))
 
-.PHONY: build-DependenciesLayer build-ProducerFunction build-ConsumerFunction
+.PHONY: build-DependenciesLayer build-ProducerFunction build-ConsumerFunction print-platforms
+
+# For scripts/package_size.py, which fetches the same wheels: `make -s print-platforms`.
+print-platforms:
+	@echo $(LAMBDA_PLATFORMS)
 
 build-DependenciesLayer:
 	$(dependencies_layer)

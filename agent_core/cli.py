@@ -1,5 +1,11 @@
 """The ``agentkit`` command line. Each command group lives in its own module and is added here.
 
+The operator commands (produce, dlq, status) are the library's own (agent_core/commands). Other
+packages add theirs through the ``agentkit.commands`` entry point group: a callable taking the
+typer app. infra registers the commands that drive the local stand-ins (demo, poll, events,
+bench, emulator) that way, so the library never imports infra, and an install without infra
+simply lacks them.
+
 Command modules import their heavy dependencies inside the command functions, so that
 ``agentkit --help`` stays fast. AgentkitError is printed as one line without a traceback.
 """
@@ -22,15 +28,26 @@ app = typer.Typer(
 )
 
 
-def _register() -> None:
-    # Each module defines a typer app or commands; a missing one means that part is not built yet.
-    from infra.emulator.cli import emulator_app
+COMMANDS_ENTRY_POINT_GROUP = "agentkit.commands"
 
-    app.add_typer(emulator_app, name="emulator")
+
+def _register() -> None:
+    from importlib.metadata import entry_points
 
     from agent_core.commands import register_commands
 
     register_commands(app)
+    for entry_point in entry_points(group=COMMANDS_ENTRY_POINT_GROUP):
+        try:
+            register = entry_point.load()
+        except ModuleNotFoundError as exc:
+            # The package that declared the commands is not importable here (e.g. infra, which
+            # a deployed install may leave out): its commands are absent, the rest still work.
+            # Any other import failure is a bug in that package and must show.
+            if exc.name != entry_point.module.partition(".")[0]:
+                raise
+            continue
+        register(app)
 
 
 _register()

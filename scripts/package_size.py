@@ -44,7 +44,6 @@ import re
 import shutil
 import subprocess
 import sys
-import textwrap
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -136,12 +135,23 @@ class ScriptError(Exception):
 # ------------------------------------------------------------------------------ wheelhouse
 
 
-def lambda_platforms(makefile: Path) -> list[str]:
-    """The platform tags the Makefile installs for (one source of truth)."""
-    match = re.search(r"^LAMBDA_PLATFORMS\s*:?=\s*(.+)$", makefile.read_text(), re.MULTILINE)
-    if match is None:
-        raise ScriptError(f"{makefile} defines no LAMBDA_PLATFORMS", EXIT_BUILD)
-    return match.group(1).split()
+def make_program() -> str:
+    make = shutil.which("make")
+    if make is None:
+        raise ScriptError("`make` is not installed; SAM's makefile builds need it too.", EXIT_BUILD)
+    return make
+
+
+def lambda_platforms() -> list[str]:
+    """The platform tags the Makefile installs the layer for, from the Makefile itself."""
+    result = subprocess.run(
+        [make_program(), "-s", "--no-print-directory", "-C", str(REPO), "print-platforms"],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    platforms = result.stdout.split()
+    if result.returncode != 0 or not platforms:
+        raise ScriptError(f"`make print-platforms` failed: {result.stderr.strip()}", EXIT_BUILD)
+    return platforms
 
 
 def runtime_sdk_pins() -> list[str]:
@@ -223,9 +233,7 @@ def fill_wheelhouse(wheelhouse: Path, platforms: list[str]) -> None:
 
 def build(variant: Variant, artifacts: Path, wheelhouse: Path) -> None:
     """The layer and a function's code, with the targets `sam build` runs, under ``artifacts``."""
-    make = shutil.which("make")
-    if make is None:
-        raise ScriptError("`make` is not installed; SAM's makefile builds need it too.", EXIT_BUILD)
+    make = make_program()
     if artifacts.exists():
         shutil.rmtree(artifacts)
     for target, folder in ((LAYER_TARGET, "layer"), (FUNCTION_TARGET, "function")):
@@ -262,94 +270,8 @@ def measure(root: Path) -> tuple[int, int, list[tuple[str, int]]]:
 
 # ------------------------------------------------------------------------------ import check
 
-_IMPORT_CHECK = textwrap.dedent(
-    """
-    import importlib, importlib.util, json, os, sys, time
-    # package: the function's code root and the layer's python/ folder, in Lambda's order.
-    package, sdk, handlers, mode = sys.argv[1], sys.argv[2], sys.argv[3].split(","), sys.argv[4]
-    roots = package.split(os.pathsep)
-    sys.path[:0] = roots
-    sys.path.append(sdk)
-    report = {"notes": []}
-
-    import pydantic
-    class Probe(pydantic.BaseModel):
-        n: int
-    assert Probe.model_validate({"n": "3"}).n == 3
-    import pydantic_settings, orjson, requests
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    assert len(Ed25519PrivateKey.generate().sign(b"agentkit")) == 64
-    import encord.user_client
-    from aws_lambda_powertools import Logger, Metrics, Tracer
-    from aws_lambda_powertools.utilities.batch import BatchProcessor
-    from aws_lambda_powertools.utilities import parameters
-    import aws_xray_sdk.core
-
-    for cli_only in ("typer", "rich"):
-        assert importlib.util.find_spec(cli_only) is None, cli_only + " must not ship"
-    for provided in ("boto3", "botocore"):
-        spec = importlib.util.find_spec(provided)
-        if spec is not None:
-            assert not spec.origin.startswith(tuple(roots)), provided + " must come from the runtime"
-
-    def exercise_vision():
-        import numpy, cv2
-        assert abs(numpy.linalg.inv(numpy.eye(3) * 2.0)[0, 0] - 0.5) < 1e-9
-        image = numpy.full((8, 8, 3), 127, numpy.uint8)
-        for suffix in (".png", ".jpg"):
-            ok, encoded = cv2.imencode(suffix, image)
-            assert ok and cv2.imdecode(encoded, cv2.IMREAD_COLOR).shape == (8, 8, 3), suffix
-        # A video round trip through FFmpeg, the libraries dep_video_iterator needs.
-        video = os.path.join(os.environ["HOME"], "probe.avi")
-        writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (16, 16))
-        for _ in range(3):
-            writer.write(numpy.zeros((16, 16, 3), numpy.uint8))
-        writer.release()
-        capture = cv2.VideoCapture(video, cv2.CAP_FFMPEG)
-        frames = 0
-        while frames < 10 and capture.read()[0]:
-            frames += 1
-        capture.release()
-        assert frames == 3, "FFmpeg decoded %d of 3 frames" % frames
-        return numpy, cv2
-
-    def import_handler():
-        for handler in handlers:
-            module_file = os.path.join(roots[0], *handler.split(".")) + ".py"
-            assert os.path.exists(module_file), handler + " is not in the function's code"
-            module = importlib.import_module(handler)
-            assert callable(getattr(module, "lambda_handler", None)), handler + " has no lambda_handler"
-
-    if mode == "archive":
-        for heavy in ("numpy", "cv2"):
-            assert importlib.util.find_spec(heavy) is None, heavy + " must ship zipped"
-        started = time.perf_counter()
-        import_handler()  # as the Lambda init does: this unpacks the archive
-        report["handler_import_seconds"] = time.perf_counter() - started
-        import agent_core.vendored as vendored
-        assert vendored.last_unpack_seconds is not None, "importing the handler unpacked nothing"
-        report["unpack_seconds"] = vendored.last_unpack_seconds
-        unpacked_into = os.path.realpath(os.environ[vendored.VENDOR_DIR_ENV])
-        for module in exercise_vision():
-            origin = os.path.realpath(module.__file__)
-            assert origin.startswith(unpacked_into + os.sep), module.__name__ + " from " + origin
-    elif mode == "reuse":
-        started = time.perf_counter()
-        import agent_core.vendored as vendored
-        assert vendored.ensure_vendored() is not None, "the package ships no archive"
-        assert vendored.last_unpack_seconds is None, "unpacked again instead of reusing"
-        report["reuse_seconds"] = time.perf_counter() - started
-        exercise_vision()
-    elif mode == "vision":
-        exercise_vision()
-        import_handler()
-    else:
-        for heavy in ("numpy", "cv2"):
-            assert importlib.util.find_spec(heavy) is None, heavy + " must not ship here"
-        import_handler()
-    print(json.dumps(report))
-    """
-)
+# Run by the Lambda-like interpreter with nothing of ours on sys.path (its docstring says how).
+IMPORT_CHECK = REPO / "scripts" / "package_import_check.py"
 
 
 def find_lambda_python(explicit: str | None) -> str | None:
@@ -415,7 +337,7 @@ def import_check(python: str, variant: Variant, artifacts: Path, sdk: Path) -> d
     try:
         for mode in modes:
             result = subprocess.run(
-                [python, "-I", "-S", "-B", "-c", _IMPORT_CHECK,
+                [python, "-I", "-S", "-B", str(IMPORT_CHECK),
                  os.pathsep.join([str(function_dir(artifacts)), str(layer_site(artifacts))]),
                  str(sdk), ",".join(variant.handler_modules), mode],
                 capture_output=True, text=True, env=env, cwd=function_dir(artifacts), check=False,
@@ -508,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     wheelhouse: Path = args.wheelhouse.resolve()
     rows: list[dict[str, Any]] = []
     try:
-        fill_wheelhouse(wheelhouse, lambda_platforms(REPO / "Makefile"))
+        fill_wheelhouse(wheelhouse, lambda_platforms())
         python = None if args.no_import_check else find_lambda_python(args.lambda_python)
         sdk = runtime_sdk_dir(build_dir, wheelhouse) if python else None
         for variant in variants:

@@ -1,7 +1,9 @@
-"""The operations commands of ``agentkit``: demo, produce, poll, dlq, events, status, bench.
+"""The operator commands of ``agentkit``: produce, dlq, status.
 
-Each module keeps its heavy imports (boto3, the handlers, infra.*) inside the command functions
-so that ``agentkit --help`` stays fast.
+They are what a user of a deployed stack needs, against real AWS; the commands that drive the
+local stand-ins live in infra/commands and are added by agent_core/cli.py when infra is installed.
+Each module keeps its heavy imports (boto3, the pipeline) inside the command functions so that
+``agentkit --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -10,12 +12,8 @@ import typer
 
 
 def register_commands(app: typer.Typer) -> None:
-    from agent_core.commands import bench, demo, dlq, events, poll, produce, status
+    from agent_core.commands import dlq, produce, status
 
-    app.command("demo")(demo.demo)
     app.command("produce")(produce.produce)
-    app.command("poll")(poll.poll)
-    app.command("events")(events.events)
     app.command("status")(status.status)
     app.add_typer(dlq.dlq_app, name="dlq")
-    app.command("bench")(bench.bench)

@@ -7,8 +7,9 @@ import json
 import os
 import sys
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import typer
 
 from agent_core.exceptions import ConfigurationError
 
@@ -16,7 +17,21 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
     from rich.console import Console
 
-    from infra.localstack.resources import PipelineShape
+
+# Options several commands take, written once. typer reads an option's default object afresh for
+# every command, so one object can serve them all.
+ENDPOINT_URL_OPTION = typer.Option(
+    None,
+    "--endpoint-url",
+    envvar="AWS_ENDPOINT_URL",
+    help="AWS endpoint for every service (moto locally); leave unset against AWS.",
+)
+AGENT_MODULE_OPTION = typer.Option(
+    None, "--agent-module", envvar="AGENT_MODULE", help="Runner to load: 'package.module:attr'."
+)
+LEASE_TABLE_OPTION = typer.Option(
+    None, "--lease-table", envvar="LEASE_TABLE_NAME", help="DynamoDB table of task leases."
+)
 
 
 def apply_env(values: Mapping[str, str | int | float | None]) -> None:
@@ -28,17 +43,14 @@ def apply_env(values: Mapping[str, str | int | float | None]) -> None:
         os.environ[name] = str(value)
         changed = True
     if changed:
+        # Clients and runners cached under the older environment (endpoint, project, key).
+        from agent_core.process_state import reset_process_caches
+
         reset_process_caches()
 
 
-def reset_process_caches() -> None:
-    """Forget clients/runners cached under an older environment (endpoint, project, key)."""
-    from infra.localstack.stack import reset_handler_state
-
-    reset_handler_state()
-
-
-def require(value: str | None, option: str, envvar: str) -> str:
+def required_option(value: str | None, option: str, envvar: str) -> str:
+    """``value``, or a ConfigurationError naming the option and its environment variable."""
     if not value:
         raise ConfigurationError(f"{option} is required: pass it or set {envvar}.")
     return value
@@ -55,17 +67,6 @@ def sqs_client(endpoint_url: str | None = None, region: str | None = None) -> SQ
         "sqs", endpoint_url=endpoint_url, region_name=region, config=config
     )
     return client
-
-
-def load_shape(template: Path | None) -> PipelineShape:
-    """The queue/function shape from template.yaml, or the template's defaults if it is absent."""
-    from infra.localstack.resources import PipelineShape
-    from infra.template_config import DEFAULT_TEMPLATE_PATH
-
-    if template is None and not DEFAULT_TEMPLATE_PATH.exists():
-        # An installed kit without the repository's template: use the template's defaults.
-        return PipelineShape()
-    return PipelineShape.from_template(template)
 
 
 @contextlib.contextmanager

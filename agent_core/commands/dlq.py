@@ -6,7 +6,13 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from agent_core.commands._common import console, print_json, require, sqs_client
+from agent_core.commands._common import (
+    ENDPOINT_URL_OPTION,
+    console,
+    print_json,
+    required_option,
+    sqs_client,
+)
 from agent_core.commands.status import (
     DLQ_OUTPUT,
     STACK_NAME_OPTION,
@@ -25,9 +31,6 @@ _DLQ_URL = typer.Option(
     "--dlq-url",
     envvar="DEAD_LETTER_QUEUE_URL",
     help="The dead-letter queue URL (default: the --stack-name stack's DeadLetterQueueUrl).",
-)
-_ENDPOINT = typer.Option(
-    None, "--endpoint-url", envvar="AWS_ENDPOINT_URL", help="AWS endpoint (moto locally)."
 )
 _REGION = typer.Option(None, "--region", envvar="AWS_REGION", help="AWS region of the queues.")
 _STAGE = typer.Option(None, "--stage", help="Only messages of this stage (name or UUID).")
@@ -91,14 +94,14 @@ def inspect(
     reason: str | None = _REASON,
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     max_messages: int = typer.Option(10_000, "--max-messages", help="Stop after this many."),
-    endpoint_url: str | None = _ENDPOINT,
+    endpoint_url: str | None = ENDPOINT_URL_OPTION,
     region: str | None = _REGION,
 ) -> None:
     """List the DLQ's messages with their stage, task and error (the queue is left unchanged)."""
     from agent_core.pipeline.replay import inspect_dlq
 
     found = outputs_or_options(stack_name, region, endpoint_url, {DLQ_OUTPUT: dlq_url})
-    url = require(found[DLQ_OUTPUT], "--stack-name or --dlq-url", "DEAD_LETTER_QUEUE_URL")
+    url = required_option(found[DLQ_OUTPUT], "--stack-name or --dlq-url", "DEAD_LETTER_QUEUE_URL")
     messages = inspect_dlq(
         sqs_client(endpoint_url, region),
         url,
@@ -136,7 +139,7 @@ def replay(
         help="Use SQS StartMessageMoveTask (default: when there is no filter and it is available).",
     ),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-    endpoint_url: str | None = _ENDPOINT,
+    endpoint_url: str | None = ENDPOINT_URL_OPTION,
     region: str | None = _REGION,
 ) -> None:
     """Send DLQ messages (all or filtered) back to the work queue, then delete them from the DLQ."""
@@ -147,8 +150,10 @@ def replay(
     found = outputs_or_options(
         stack_name, region, endpoint_url, {DLQ_OUTPUT: dlq_url, WORK_QUEUE_OUTPUT: queue_url}
     )
-    dlq = require(found[DLQ_OUTPUT], "--stack-name or --dlq-url", "DEAD_LETTER_QUEUE_URL")
-    work = require(found[WORK_QUEUE_OUTPUT], "--stack-name or --queue-url", "WORK_QUEUE_URL")
+    dlq = required_option(found[DLQ_OUTPUT], "--stack-name or --dlq-url", "DEAD_LETTER_QUEUE_URL")
+    work = required_option(
+        found[WORK_QUEUE_OUTPUT], "--stack-name or --queue-url", "WORK_QUEUE_URL"
+    )
     sqs = sqs_client(endpoint_url, region)
     verb = "would replay" if dry_run else "replayed"
     with Progress(

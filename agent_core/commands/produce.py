@@ -1,12 +1,20 @@
-"""``agentkit produce``: one producer tick, as the EventBridge schedule would trigger it."""
+"""``agentkit produce``: one producer tick, as the EventBridge schedule would trigger it.
+
+The tick runs on this machine with the library the producer handler wraps, against whatever the
+environment points at: real AWS and Encord, or the local stand-ins (moto, the emulator).
+"""
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import typer
 
 from agent_core.commands._common import (
+    AGENT_MODULE_OPTION,
+    ENDPOINT_URL_OPTION,
+    LEASE_TABLE_OPTION,
     apply_env,
     console,
     handler_output_to_stderr,
@@ -21,13 +29,25 @@ _SUMMARY_COLUMNS = ("listed", "enqueued", "skipped_in_flight", "failed_to_send",
 
 
 def run_producer_tick(timeout_seconds: float = 300.0) -> Any:
-    """Call the real producer handler with a scheduled event and a Lambda-like context."""
-    from handlers.producer import lambda_handler
-    from infra.localstack.events import scheduled_event
-    from infra.localstack.poller import LocalLambdaContext
+    """What handlers/producer.py does per scheduled event, with a Lambda-like context.
 
-    context = LocalLambdaContext(function_name="ProducerFunction", timeout_seconds=timeout_seconds)
-    return lambda_handler(scheduled_event(), context)
+    The library call, not the handler module: what ships to Lambda is not a dependency of the
+    command line (docs/ARCHITECTURE.md).
+    """
+    from aws_lambda_powertools import Logger
+
+    from agent_core.pipeline.context import LocalLambdaContext
+    from agent_core.pipeline.fanout import PRODUCER_SERVICE, handle_scheduled_event
+    from agent_core.pipeline.observability import service_name
+
+    logger = Logger(service=service_name(PRODUCER_SERVICE))
+    context = LocalLambdaContext(
+        function_name="ProducerFunction", timeout_ms=int(timeout_seconds * 1000)
+    )
+    # The summary's event_id: a tick from the command line has no EventBridge event, only an id.
+    return handle_scheduled_event(
+        {"id": f"agentkit-produce-{uuid.uuid4()}"}, context, logger=logger
+    )
 
 
 def print_summary(summary: Any, title: str = "Producer tick", out: Console | None = None) -> None:
@@ -50,24 +70,18 @@ def print_summary(summary: Any, title: str = "Producer tick", out: Console | Non
 
 
 def produce(
-    agent_module: str | None = typer.Option(
-        None, "--agent-module", envvar="AGENT_MODULE", help="Runner to load: 'package.module:attr'."
-    ),
+    agent_module: str | None = AGENT_MODULE_OPTION,
     project_hash: str | None = typer.Option(
         None, "--project-hash", envvar="PROJECT_HASH", help="Encord project whose stages to poll."
     ),
     queue_url: str | None = typer.Option(
         None, "--queue-url", envvar="WORK_QUEUE_URL", help="Work queue to send the tasks to."
     ),
-    lease_table: str | None = typer.Option(
-        None, "--lease-table", envvar="LEASE_TABLE_NAME", help="DynamoDB table of task leases."
-    ),
+    lease_table: str | None = LEASE_TABLE_OPTION,
     max_tasks: int | None = typer.Option(
         None, "--max-tasks", envvar="MAX_TASKS_PER_RUN", help="Most tasks to enqueue in this tick."
     ),
-    endpoint_url: str | None = typer.Option(
-        None, "--endpoint-url", envvar="AWS_ENDPOINT_URL", help="AWS endpoint (moto locally)."
-    ),
+    endpoint_url: str | None = ENDPOINT_URL_OPTION,
     region: str | None = typer.Option(
         None, "--region", envvar="AWS_REGION", help="AWS region of the queue and table."
     ),

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from agent_core.commands._common import console, print_json
+from agent_core.commands._common import ENDPOINT_URL_OPTION, console, print_json
 from agent_core.exceptions import AgentkitError, ConfigurationError
 
 if TYPE_CHECKING:
@@ -52,12 +52,6 @@ REGION_OPTION = typer.Option(
     envvar="AWS_REGION",
     help="AWS region of the stack (default: your AWS config).",
 )
-ENDPOINT_OPTION = typer.Option(
-    None,
-    "--endpoint-url",
-    envvar="AWS_ENDPOINT_URL",
-    help="AWS endpoint for every service (moto locally); leave unset against AWS.",
-)
 
 
 @dataclass(frozen=True)
@@ -68,7 +62,8 @@ class StackOutputs:
     outputs: dict[str, str]
     parameters: dict[str, str]
 
-    def require(self, key: str) -> str:
+    def output(self, key: str) -> str:
+        """The output ``key``, or a ConfigurationError saying the stack needs redeploying."""
         value = self.outputs.get(key)
         if not value:
             raise ConfigurationError(
@@ -156,11 +151,11 @@ def collect_status(
 ) -> StatusReport:
     now = time.time() if now is None else now
     sqs = client(session, "sqs", endpoint_url)
-    work = _queue_counts(sqs, stack.require(WORK_QUEUE_OUTPUT))
-    dlq_url = stack.require(DLQ_OUTPUT)
+    work = _queue_counts(sqs, stack.output(WORK_QUEUE_OUTPUT))
+    dlq_url = stack.output(DLQ_OUTPUT)
     dlq_total, by_reason = _dlq_counts(sqs, dlq_url)
     leases, expired = lease_counts(
-        client(session, "dynamodb", endpoint_url), stack.require(LEASE_TABLE_OUTPUT), now
+        client(session, "dynamodb", endpoint_url), stack.output(LEASE_TABLE_OUTPUT), now
     )
     waiting: dict[str, int] | None = None
     encord_error: str | None = None
@@ -184,10 +179,10 @@ def collect_status(
         leases=leases,
         expired_leases=expired,
         last_producer_run=last_producer_run(
-            client(session, "logs", endpoint_url), stack.require(PRODUCER_LOG_GROUP_OUTPUT), now
+            client(session, "logs", endpoint_url), stack.output(PRODUCER_LOG_GROUP_OUTPUT), now
         ),
         alarms_in_alarm=alarms_in_alarm(
-            client(session, "cloudwatch", endpoint_url), stack.require(ALARM_TOPIC_OUTPUT)
+            client(session, "cloudwatch", endpoint_url), stack.output(ALARM_TOPIC_OUTPUT)
         ),
     )
 
@@ -387,7 +382,7 @@ def render_status(report: StatusReport, out: Console) -> None:
 def status(
     stack_name: str | None = STACK_NAME_OPTION,
     region: str | None = REGION_OPTION,
-    endpoint_url: str | None = ENDPOINT_OPTION,
+    endpoint_url: str | None = ENDPOINT_URL_OPTION,
     encord: bool = typer.Option(
         True,
         "--encord/--no-encord",

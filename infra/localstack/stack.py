@@ -14,13 +14,12 @@ scheduled event; ``drain()`` runs the local event-source poller feeding the cons
 from __future__ import annotations
 
 import contextlib
-import importlib
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from agent_core.process_state import reset_process_caches as reset_handler_state
 from infra.localstack.cloud import LocalCloud, delete_stack, register_stack, shipped_logs
 from infra.localstack.events import scheduled_event
 from infra.localstack.moto import MotoServer, patched_environ
@@ -297,34 +296,3 @@ class LocalStack:
     def cli_env(self) -> dict[str, str]:
         """The environment for running ``agentkit`` against this stack in a subprocess."""
         return {k: v for k, v in self.env.items() if v is not None}
-
-
-def reset_handler_state(agent_module: str | None = None, project_hash: str | None = None) -> None:
-    """Forget what the handlers cached per process (clients, runner, Encord client, secrets).
-
-    If ``agent_module`` names a module-level runner already imported for another project than
-    ``project_hash``, the module is dropped so that the loader imports it afresh: a module-level
-    ``QueueRunner(project_hash=os.environ["PROJECT_HASH"])`` must see the current project.
-    Factories (``module:make_runner``) are called anew by the loader and need no reload.
-    """
-    from agent_core.pipeline.clients import clear_clients
-    from agent_core.pipeline.loader import clear_runner_cache
-    from agent_core.settings import cached_user_client
-
-    clear_clients()
-    clear_runner_cache()
-    cached_user_client.cache_clear()
-    with contextlib.suppress(ImportError):
-        from aws_lambda_powertools.utilities import parameters
-        from aws_lambda_powertools.utilities.parameters import base
-
-        parameters.clear_caches()  # type: ignore[no-untyped-call]
-        # Providers hold boto3 clients bound to the endpoint they were created under.
-        base.DEFAULT_PROVIDERS.clear()  # type: ignore[attr-defined]
-    if agent_module and project_hash:
-        module_name, _, attribute = agent_module.partition(":")
-        module = sys.modules.get(module_name)
-        bound = getattr(getattr(module, attribute, None), "project_hash", None)
-        if module is not None and bound is not None and str(bound) != project_hash:
-            del sys.modules[module_name]
-            importlib.invalidate_caches()

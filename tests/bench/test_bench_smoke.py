@@ -98,8 +98,8 @@ def test_results_json_round_trips(result: BenchResult, tmp_path: Path) -> None:
 
 
 def test_cli_sections_match_the_bench() -> None:
-    from agent_core.commands.bench import SECTIONS as CLI_SECTIONS
     from infra.bench.common import SECTIONS
     from infra.bench.runner import SECTION_MODULES
+    from infra.commands.bench import SECTIONS as CLI_SECTIONS
 
     assert CLI_SECTIONS == SECTIONS == tuple(SECTION_MODULES)

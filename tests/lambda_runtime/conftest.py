@@ -42,7 +42,7 @@ def wheelhouse() -> Path:
     require_tools()
     package_size = _load_script("package_size")
     path = REPO / ".build" / "wheels"
-    package_size.fill_wheelhouse(path, package_size.lambda_platforms(REPO / "Makefile"))
+    package_size.fill_wheelhouse(path, package_size.lambda_platforms())
     return path
 
 

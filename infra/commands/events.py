@@ -76,55 +76,35 @@ def build_sqs_batch_event(
             origin=origin,
         ).to_body()
 
-    def ids(label: str) -> tuple[str, str]:
-        message_id = str(uuid.uuid5(_NAMESPACE, f"message-{label}"))
-        return message_id, f"sample-receipt-handle-{label}"
+    def record(label: str, body: str, attributes: dict[str, str] | None = None) -> dict[str, Any]:
+        return synthetic_record(
+            body,
+            queue_arn=queue_arn,
+            region=region,
+            message_id=str(uuid.uuid5(_NAMESPACE, f"message-{label}")),
+            receipt_handle=f"sample-receipt-handle-{label}",
+            sent_at=time,
+            string_attributes=attributes,
+        )
 
-    records = []
-    for i, task in enumerate(tasks[:-1], start=1):
-        message_id, handle = ids(f"valid-{i}")
-        records.append(
-            synthetic_record(
-                envelope(task, "producer:sample"),
-                queue_arn=queue_arn,
-                region=region,
-                message_id=message_id,
-                receipt_handle=handle,
-                sent_at=time,
-            )
-        )
-    message_id, handle = ids("poison")
+    records = [
+        record(f"valid-{i}", envelope(task, "producer:sample"))
+        for i, task in enumerate(tasks[:-1], start=1)
+    ]
+    # Truncated JSON: the consumer must park it in the DLQ and still process the rest.
     records.append(
-        synthetic_record(
-            # Truncated JSON: the consumer must park it in the DLQ and still process the rest.
-            '{"version": 1, "project_hash": "' + project_hash + '", "task": {',
-            queue_arn=queue_arn,
-            region=region,
-            message_id=message_id,
-            receipt_handle=handle,
-            sent_at=time,
-        )
+        record("poison", '{"version": 1, "project_hash": "' + project_hash + '", "task": {')
     )
-    message_id, handle = ids("replayed")
-    records.append(
-        synthetic_record(
-            envelope(tasks[-1], "producer:sample"),
-            queue_arn=queue_arn,
-            region=region,
-            message_id=message_id,
-            receipt_handle=handle,
-            sent_at=time,
-            string_attributes={
-                DlqAttributes.REPLAYED_FROM: str(uuid.uuid5(_NAMESPACE, "dlq-message")),
-                DlqAttributes.REASON: "failed",
-                DlqAttributes.ERROR_TYPE: "RuntimeError",
-                DlqAttributes.ERROR: "RuntimeError: the model server was unreachable",
-                DlqAttributes.RECEIVE_COUNT: "5",
-                DlqAttributes.TASK_UUID: str(tasks[-1].get("uuid")),
-                DlqAttributes.STAGE_UUID: stage_uuid,
-            },
-        )
-    )
+    replayed_from_dlq = {
+        DlqAttributes.REPLAYED_FROM: str(uuid.uuid5(_NAMESPACE, "dlq-message")),
+        DlqAttributes.REASON: "failed",
+        DlqAttributes.ERROR_TYPE: "RuntimeError",
+        DlqAttributes.ERROR: "RuntimeError: the model server was unreachable",
+        DlqAttributes.RECEIVE_COUNT: "5",
+        DlqAttributes.TASK_UUID: str(tasks[-1].get("uuid")),
+        DlqAttributes.STAGE_UUID: stage_uuid,
+    }
+    records.append(record("replayed", envelope(tasks[-1], "producer:sample"), replayed_from_dlq))
     return sqs_event(records)
 
 

@@ -15,14 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from agent_core.commands._common import (
-    console,
-    handler_output_to_stderr,
-    load_shape,
-    print_json,
-)
+from agent_core.commands._common import console, handler_output_to_stderr, print_json
 from agent_core.commands.produce import print_summary
 from agent_core.commands.status import render_status
+from infra.commands.common import load_shape
 
 if TYPE_CHECKING:
     from rich.console import Console

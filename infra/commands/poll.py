@@ -13,13 +13,16 @@ from typing import TYPE_CHECKING
 import typer
 
 from agent_core.commands._common import (
+    AGENT_MODULE_OPTION,
+    ENDPOINT_URL_OPTION,
+    LEASE_TABLE_OPTION,
     apply_env,
     console,
     handler_output_to_stderr,
-    load_shape,
     print_json,
-    require,
+    required_option,
 )
+from infra.commands.common import load_shape
 
 if TYPE_CHECKING:
     from infra.localstack.poller import InvocationReport, LocalPoller
@@ -42,15 +45,11 @@ def poll(
         envvar="DEAD_LETTER_QUEUE_URL",
         help="Dead-letter queue the consumer parks failed tasks in.",
     ),
-    agent_module: str | None = typer.Option(
-        None, "--agent-module", envvar="AGENT_MODULE", help="Runner to load: 'package.module:attr'."
-    ),
+    agent_module: str | None = AGENT_MODULE_OPTION,
     project_hash: str | None = typer.Option(
         None, "--project-hash", envvar="PROJECT_HASH", help="Encord project of the tasks."
     ),
-    lease_table: str | None = typer.Option(
-        None, "--lease-table", envvar="LEASE_TABLE_NAME", help="DynamoDB table of task leases."
-    ),
+    lease_table: str | None = LEASE_TABLE_OPTION,
     template: Path | None = typer.Option(
         None, "--template", help="SAM template to read the batch settings from (template.yaml)."
     ),
@@ -67,9 +66,7 @@ def poll(
     duration: float = typer.Option(
         300.0, "--duration", help="Stop after this many seconds even if the queue is not empty."
     ),
-    endpoint_url: str | None = typer.Option(
-        None, "--endpoint-url", envvar="AWS_ENDPOINT_URL", help="AWS endpoint (moto locally)."
-    ),
+    endpoint_url: str | None = ENDPOINT_URL_OPTION,
     region: str | None = typer.Option(
         None, "--region", envvar="AWS_REGION", help="AWS region of the queues and table."
     ),
@@ -78,7 +75,7 @@ def poll(
     """Feed the work queue to the consumer handler in Lambda-shaped batches until it is empty."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    url = require(queue_url, "--queue-url", "WORK_QUEUE_URL")
+    url = required_option(queue_url, "--queue-url", "WORK_QUEUE_URL")
     apply_env(
         {
             "WORK_QUEUE_URL": url,
