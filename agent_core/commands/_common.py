@@ -33,6 +33,19 @@ LEASE_TABLE_OPTION = typer.Option(
     None, "--lease-table", envvar="LEASE_TABLE_NAME", help="DynamoDB table of task leases."
 )
 
+STACK_NAME_OPTION = typer.Option(
+    None,
+    "--stack-name",
+    envvar="AGENTKIT_STACK_NAME",
+    help="CloudFormation stack deployed from template.yaml; its outputs say where everything is.",
+)
+REGION_OPTION = typer.Option(
+    None,
+    "--region",
+    envvar="AWS_REGION",
+    help="AWS region of the stack (default: your AWS config).",
+)
+
 
 def apply_env(values: Mapping[str, str | int | float | None]) -> None:
     """Put command-line overrides into the environment, where the handlers read their settings."""

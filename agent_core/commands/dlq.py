@@ -8,6 +8,7 @@ import typer
 
 from agent_core.commands._common import (
     ENDPOINT_URL_OPTION,
+    STACK_NAME_OPTION,
     console,
     print_json,
     required_option,
@@ -15,7 +16,6 @@ from agent_core.commands._common import (
 )
 from agent_core.commands.status import (
     DLQ_OUTPUT,
-    STACK_NAME_OPTION,
     WORK_QUEUE_OUTPUT,
     outputs_or_options,
 )

@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from agent_core.commands._common import ENDPOINT_URL_OPTION, console, print_json
+from agent_core.commands._common import (
+    ENDPOINT_URL_OPTION,
+    REGION_OPTION,
+    STACK_NAME_OPTION,
+    console,
+    print_json,
+)
 from agent_core.exceptions import AgentkitError, ConfigurationError
 
 if TYPE_CHECKING:
@@ -39,19 +45,6 @@ KEY_SECRET_OUTPUT = "EncordKeySecretArn"
 # them by reason (the total comes from the queue's own count, whatever this limit).
 PRODUCER_LOG_LOOKBACK_SECONDS = 24 * 3600
 DLQ_SCAN_LIMIT = 1_000
-
-STACK_NAME_OPTION = typer.Option(
-    None,
-    "--stack-name",
-    envvar="AGENTKIT_STACK_NAME",
-    help="CloudFormation stack deployed from template.yaml; its outputs say where everything is.",
-)
-REGION_OPTION = typer.Option(
-    None,
-    "--region",
-    envvar="AWS_REGION",
-    help="AWS region of the stack (default: your AWS config).",
-)
 
 
 @dataclass(frozen=True)

@@ -345,13 +345,16 @@ class Consumer:
         source = self._runner_or_factory
         return source if isinstance(source, PipelineRunner) else source()
 
+    def _deferred_for_time(self, batch: list[Delivery]) -> bool:
+        """Too little time to start anything: hand the deliveries back at once, unrun."""
+        if self.should_continue():
+            return False
+        for d in batch:
+            d.deferred = True
+        return True
+
     def _match_stages(self, batch: list[Delivery]) -> None:
-        if not batch:
-            return
-        if not self.should_continue():
-            # Too little time to start anything: hand everything back at once, unrun.
-            for d in batch:
-                d.deferred = True
+        if not batch or self._deferred_for_time(batch):
             return
 
         def load() -> tuple[PipelineRunner, dict[UUID, StageConfig]]:
@@ -391,11 +394,7 @@ class Consumer:
                 d.stage = configs[envelope.stage_uuid]
 
     def _claim(self, batch: list[Delivery]) -> None:
-        if not batch:
-            return
-        if not self.should_continue():
-            for d in batch:
-                d.deferred = True
+        if not batch or self._deferred_for_time(batch):
             return
         requests: list[ClaimRequest] = []
         for d in batch:
@@ -451,9 +450,7 @@ class Consumer:
         runner = self._runner()
         for stage_uuid, group in groups.items():
             title = group[0].stage.title if group[0].stage else str(stage_uuid)
-            if not self.should_continue():
-                for d in group:
-                    d.deferred = True
+            if self._deferred_for_time(group):
                 continue
             items: list[BatchItem] = []
             for d in group:

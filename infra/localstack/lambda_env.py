@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent_core.pipeline.context import LocalLambdaContext
 from infra.localstack.poller import SimulatedCrash
 
 RESPONSE_FD_ENV = "AGENTKIT_LAMBDA_RESPONSE_FD"
@@ -269,28 +270,6 @@ class ExecutionEnvironments:
 # -- the environment's side -------------------------------------------------------------------
 
 
-class _Context:
-    """Lambda's context object inside the environment: its clock ends at the function timeout."""
-
-    function_version = "$LATEST"
-    memory_limit_in_mb = 1024
-    identity = None
-    client_context = None
-
-    def __init__(self, request_id: str, timeout_ms: int, function_name: str) -> None:
-        self.aws_request_id = request_id
-        self.function_name = function_name
-        self.invoked_function_arn = (
-            f"arn:aws:lambda:us-east-1:000000000000:function:{function_name}"
-        )
-        self.log_group_name = f"/aws/lambda/{function_name}"
-        self.log_stream_name = "local"
-        self._deadline = time.monotonic() + timeout_ms / 1000
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
-
-
 def _runtime_error(exc: BaseException) -> dict[str, Any]:
     # What awslambdaric reports for an exception escaping the handler: its type, its str(), its
     # stack, unfiltered.
@@ -315,7 +294,13 @@ def main(argv: list[str]) -> None:
     responses.flush()
     for line in sys.stdin:
         request = json.loads(line)
-        context = _Context(request["request_id"], request["timeout_ms"], "ConsumerFunction")
+        context = LocalLambdaContext(
+            function_name="ConsumerFunction",
+            timeout_ms=request["timeout_ms"],
+            aws_request_id=request["request_id"],
+            invoked_function_arn="arn:aws:lambda:us-east-1:000000000000:function:ConsumerFunction",
+            log_group_name="/aws/lambda/ConsumerFunction",
+        )
         try:
             answer: dict[str, Any] = {"response": handler(request["event"], context)}
         except BaseException as exc:
