@@ -14,11 +14,8 @@ from agent_core.pipeline.consume import CONSUMER_SERVICE, handle_sqs_event, warm
 from agent_core.pipeline.context import LambdaContextLike, ensure_context
 from agent_core.pipeline.observability import capture_handler, make_tracer, service_name
 from agent_core.redaction import escaping
-from agent_core.vendored import ensure_vendored
 
-# The vision build ships numpy and OpenCV zipped: unpack them (once per execution environment)
-# before the agent module, loaded with the first event, can import them. A no-op otherwise.
-ensure_vendored()
+# Importing agent_core (above) already made the vision archive importable, if the build has one.
 
 # POWERTOOLS_SERVICE_NAME wins: an explicit service= would override it.
 logger = Logger(service=service_name(CONSUMER_SERVICE))

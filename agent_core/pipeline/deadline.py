@@ -113,8 +113,11 @@ def bounded_call(fn: Callable[[], T], *, deadline: float | None, what: str) -> T
     handle, never the runtime's."""
     if deadline is None:
         return fn()
+    seconds = deadline - time.monotonic()
+    if seconds <= 0:
+        # Never start what could only be abandoned: it would still run, unobserved.
+        raise DeadlineExceeded(what, 0.0)
     job = _Job(fn)
-    seconds = max(0.0, deadline - time.monotonic())
     _pool.acquire().jobs.put(job)
     if not job.done.wait(seconds):
         raise DeadlineExceeded(what, seconds)

@@ -40,3 +40,13 @@ def test_workers_are_reused_across_calls() -> None:
     for _ in range(100):
         bounded_call(lambda: None, deadline=time.monotonic() + 1, what="call")
     assert pool_stats()["threads_started"] == before
+
+
+def test_a_call_whose_deadline_has_passed_never_starts() -> None:
+    # An abandoned call still runs, unobserved (an Encord commit would land later): so a call
+    # with no time left must not be started at all.
+    ran = threading.Event()
+    with pytest.raises(DeadlineExceeded):
+        bounded_call(ran.set, deadline=time.monotonic() - 0.001, what="a late call")
+    time.sleep(0.05)
+    assert not ran.is_set()
